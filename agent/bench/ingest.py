@@ -1,0 +1,188 @@
+"""``edge-agent bench ingest``: a bare paho subscriber against the agent's full ingest path.
+
+Both consumers drain the same kind of backlog: N QoS 1 readings queued by a private Mosquitto
+for a persistent session while the consumer was offline. The clock runs from the moment the
+consumer connects until the last reading is counted (baseline) or committed and acknowledged
+(agent), so the publisher never competes with the consumer being measured. Rounds alternate
+baseline and agent in one process; the best of each is compared.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import psutil
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.broker import Mosquitto
+from agent.config import Config, parse_config
+from agent.errors import AgentError
+from agent.service.runtime import Agent
+from firmware_sim.load import run_load
+
+RECEIVE_MAXIMUM = 200
+TARGET = 0.7
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    received: int
+    persisted: int
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.seconds
+
+
+def _props() -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    return props
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AgentError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def _backlog(broker: Mosquitto, count: int, devices: int) -> None:
+    result = run_load(broker.host, broker.port, devices=devices, rate=0, duration=None, count=count)
+    if result.acknowledged != count:
+        raise AgentError(f"the broker acknowledged {result.acknowledged} of {count} readings")
+
+
+def baseline(broker: Mosquitto, count: int, devices: int, name: str) -> Run:
+    """A bare paho subscriber at QoS 1 that only counts (auto-acknowledging)."""
+    received = 0
+    subscribed = threading.Event()
+
+    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+
+    def on_connect(client: paho.Client, *args: Any) -> None:
+        client.subscribe("edge/sensors/#", qos=1)
+
+    def make() -> paho.Client:
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv5)
+        c.on_message = on_message
+        c.on_connect = on_connect
+        c.on_subscribe = lambda *a: subscribed.set()
+        return c
+
+    first = make()
+    first.connect(broker.host, broker.port, clean_start=True, properties=_props())
+    first.loop_start()
+    _wait(subscribed.is_set, 10, "the baseline subscription")
+    first.disconnect()
+    first.loop_stop()
+    _backlog(broker, count, devices)
+    client = make()
+    start = time.perf_counter()
+    client.connect(broker.host, broker.port, clean_start=False, properties=_props())
+    client.loop_start()
+    _wait(lambda: received >= count, 600, "the baseline to receive every reading")
+    seconds = time.perf_counter() - start
+    client.disconnect()
+    client.loop_stop()
+    return Run(seconds, received, 0)
+
+
+def bench_config(broker: Mosquitto, data_dir: Path, name: str) -> Config:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["agent"].update(id=name, data_dir=str(data_dir), log_level="WARNING")
+    data["mqtt"].update(port=broker.port, receive_maximum=RECEIVE_MAXIMUM)
+    data["sensors"]["temperature"].pop("deadband", None)  # every reading becomes a row
+    data["policies"] = []
+    return parse_config(yaml.safe_dump(data))
+
+
+def agent_run(broker: Mosquitto, count: int, devices: int, name: str, data_dir: Path) -> Run:
+    """The agent's full path: validate, clean, persist, then acknowledge."""
+    cfg = bench_config(broker, data_dir, name)
+    first = Agent(cfg)
+    first.start()
+    if not first.mqtt.wait_connected(10):
+        raise AgentError("the agent did not connect")
+    time.sleep(0.2)  # the subscription is in place once the broker handled it
+    first.stop()
+    _backlog(broker, count, devices)
+    start = time.perf_counter()
+    agent = Agent(cfg)
+    agent.start()
+    _wait(lambda: agent.ingestor.rows_total >= count, 600, "the agent to persist every reading")
+    seconds = time.perf_counter() - start
+    received = agent.ingestor.counters.received
+    agent.stop()
+    check = Agent(cfg)  # anything not acknowledged would be redelivered now
+    check.start()
+    time.sleep(1.0)
+    redelivered = check.ingestor.counters.received
+    persisted = check.store.count()
+    check.stop()
+    if redelivered:
+        raise AgentError(f"{redelivered} readings were redelivered: not all were acknowledged")
+    return Run(seconds, received, persisted)
+
+
+def rss_mb() -> tuple[float, float]:
+    """Current and peak resident memory of this process, in MB."""
+    current = psutil.Process().memory_info().rss / 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    return current, peak
+
+
+def run_bench(count: int, *, devices: int, rounds: int, echo: Callable[[str], None]) -> bool:
+    if count < 1 or devices < 1 or rounds < 1:
+        raise AgentError("readings, devices and rounds must be at least 1")
+    echo(
+        f"bench ingest: {count} QoS 1 readings from {devices} devices, {rounds} round(s), "
+        f"receive maximum {RECEIVE_MAXIMUM}, private Mosquitto on loopback"
+    )
+    base_runs: list[Run] = []
+    agent_runs: list[Run] = []
+    with Mosquitto() as broker, tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        for r in range(rounds):
+            b = baseline(broker, count, devices, f"bench-baseline-{r}")
+            base_runs.append(b)
+            echo(f"  round {r + 1}: baseline {b.rate:,.0f} readings/s ({b.seconds:.2f}s)")
+            a = agent_run(broker, count, devices, f"bench-agent-{r}", Path(tmp) / f"agent-{r}")
+            agent_runs.append(a)
+            echo(
+                f"  round {r + 1}: agent    {a.rate:,.0f} readings/s ({a.seconds:.2f}s), "
+                f"{a.persisted} rows persisted, ratio {a.rate / b.rate:.2f}"
+            )
+    best_b = max(base_runs, key=lambda x: x.rate)
+    best_a = max(agent_runs, key=lambda x: x.rate)
+    ratio = best_a.rate / best_b.rate
+    lost = count - min(a.persisted for a in agent_runs)
+    current, peak = rss_mb()
+    echo(f"baseline (bare paho subscriber, QoS 1, counts only): {best_b.rate:,.0f} readings/s")
+    echo(f"agent (validate, clean, persist, acknowledge):       {best_a.rate:,.0f} readings/s")
+    echo(f"ratio agent/baseline: {ratio:.2f} (target >= {TARGET})")
+    echo(
+        f"rows persisted: {min(a.persisted for a in agent_runs)} of {count} "
+        f"(lost: {lost}, redelivered after restart: 0)"
+    )
+    echo(
+        f"agent process resident memory: {current:.0f} MB now, {peak:.0f} MB peak "
+        f"(bench, broker client and agent in one process)"
+    )
+    return lost == 0

@@ -1,0 +1,249 @@
+"""The ``edge-agent`` command line: parse, wire objects, map errors to exit codes.
+
+Exit codes (SPEC 8): 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from agent import __version__
+from agent.config import Config, load_config
+from agent.errors import AgentError, ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+CONFIG_HELP = "The agent's YAML configuration file."
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _load(path: str) -> Config:
+    """Load a config or leave with exit code 2 and every error."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(
+            f"{path}: invalid configuration ({len(exc.errors)} "
+            f"error{'s' if len(exc.errors) != 1 else ''}):",
+            err=True,
+        )
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+def cli() -> None:
+    """edge-agent: clean sensor readings from MQTT, keep them in SQLite, decide, act."""
+
+
+@cli.command("check-config")
+@click.argument("config", type=click.Path(dir_okay=False))
+def check_config(config: str) -> None:
+    """Validate CONFIG; exit 0 if valid, else list every error with its path and exit 2."""
+    cfg = _load(config)
+    click.echo(
+        f"{config}: ok (agent {cfg.agent.id}, broker {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"{len(cfg.sensors)} sensor kinds, {len(cfg.policies)} policies)"
+    )
+
+
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Override agent.log_level.",
+)
+def run(config: str, log_level: str | None) -> None:
+    """Run the agent in the foreground until SIGTERM or Ctrl-C (what the service runs)."""
+    from agent.service.runtime import Agent
+
+    cfg = _load(config)
+    setup_logging(log_level or cfg.agent.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("agent").info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        code = Agent(cfg).run(stop)
+    except AgentError as exc:
+        click.echo(f"edge-agent: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(code)
+
+
+def _open_store(config: str) -> tuple[Config, object]:
+    from agent.storage import Store
+
+    cfg = _load(config)
+    if not cfg.db_path.exists():
+        raise click.ClickException(f"no database yet at {cfg.db_path}")
+    return cfg, Store(cfg.db_path, cfg.storage.synchronous)
+
+
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--device", help="Only this device.")
+@click.option("--quantity", help="Only this quantity.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many rows.")
+def readings(config: str, device: str | None, quantity: str | None, limit: int) -> None:
+    """Print the newest stored readings: raw as sent, converted, cleaned."""
+    from agent.storage import Store
+
+    _, store = _open_store(config)
+    assert isinstance(store, Store)
+    rows = store.recent(limit, device, quantity)
+    click.echo(
+        f"{'time':19}  {'device/quantity':32} {'seq':>7} {'raw':>10} {'value':>10} "
+        f"{'clean':>10}  unit  outlier"
+    )
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ts))
+        raw = f"{r.raw:g}{r.raw_unit or ''}"
+        seq = "" if r.seq is None else str(r.seq)
+        click.echo(
+            f"{when}  {r.device + '/' + r.quantity:32} {seq:>7} {raw:>10} {r.value:>10.4g} "
+            f"{r.clean:>10.4g}  {r.unit or '':5} {'yes' if r.outlier else ''}"
+        )
+    click.echo(f"{store.count()} readings stored in {store.path}")
+
+
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--window", "window", help='A window such as "5m" (default: every configured one).')
+def features(config: str, window: str | None) -> None:
+    """Print the windowed features of every series, computed from the stored readings."""
+    from agent.config import parse_duration
+    from agent.pipeline.core import Pipeline
+    from agent.storage import Store
+
+    cfg, store = _open_store(config)
+    assert isinstance(store, Store)
+    try:
+        windows = [parse_duration(window)] if window else sorted(cfg.features.windows)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--window") from None
+    pipeline = Pipeline(cfg)
+    now = time.time()
+    for device, quantity in store.series():
+        pipeline.restore(device, quantity, store.points(device, quantity, now - max(windows)))
+    click.echo(
+        f"{'device/quantity':32} {'window':>7} {'count':>6} {'mean':>9} {'min':>9} "
+        f"{'max':>9} {'std':>8} {'slope/min':>9} {'last':>9} {'age':>8}"
+    )
+    for device, quantity in pipeline.series():
+        for w in windows:
+            f = pipeline.features(device, quantity, w, now)
+            if f is None:
+                continue
+            slope = "" if f.slope_per_min is None else f"{f.slope_per_min:.3g}"
+            click.echo(
+                f"{device + '/' + quantity:32} {w:>6g}s {f.count:>6} {f.mean:>9.4g} "
+                f"{f.min:>9.4g} {f.max:>9.4g} {f.std:>8.3g} {slope:>9} {f.last:>9.4g} "
+                f"{f.age_s:>7.1f}s"
+            )
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print ratios against a baseline measured in the same run."""
+
+
+@bench.command("ingest")
+@click.option(
+    "-n",
+    "--readings",
+    "count",
+    default=20_000,
+    show_default=True,
+    help="Readings to publish (QoS 1).",
+)
+@click.option("--devices", default=20, show_default=True, help="Distinct sensor devices.")
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    help="Alternating baseline/agent rounds; the best of each is reported.",
+)
+def bench_ingest(count: int, devices: int, rounds: int) -> None:
+    """Bare paho subscriber vs the agent's full path (validate, clean, persist, ack)."""
+    from agent.bench.ingest import run_bench
+
+    try:
+        ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
+@cli.command()
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Agent config to run (default: config/agent.example.yaml).",
+)
+@click.option("--duration", default=30.0, show_default=True, help="Seconds to run.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where the demo keeps its database (default: a temporary folder).",
+)
+def demo(config: str | None, duration: float, data_dir: str | None) -> None:
+    """Run a broker, simulated sensors and the agent on this machine, and show what it does."""
+    from agent.demo import run_demo
+
+    path = (
+        Path(config)
+        if config
+        else Path(__file__).resolve().parent.parent / "config" / "agent.example.yaml"
+    )
+    cfg = _load(str(path))
+    setup_logging("ERROR")  # rejections are shown in the table, not as log lines
+    try:
+        run_demo(
+            cfg, duration=duration, data_dir=Path(data_dir) if data_dir else None, echo=click.echo
+        )
+    except AgentError as exc:
+        click.echo(f"demo: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="edge-agent", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""The configuration file: pydantic models of the YAML, with every error reported by its path.
+
+Unknown keys are errors, durations are strings like ``"30s"``, and a file is either valid as a
+whole or refused as a whole (:func:`load_config` raises :class:`ConfigError` listing everything).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$")
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+}
+_TOPIC_WORD = re.compile(r"^[^/+#\s]+$")
+
+
+def parse_duration(value: object) -> float:
+    """``"500ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"7d"`` -> seconds."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'duration must be a string like "30s", got {value!r}')
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"duration must be a number and a unit (ms, s, m, h, d), got {value!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: object) -> int:
+    """``"500MB"``, ``"2GiB"`` -> bytes."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'size must be a string like "500MB", got {value!r}')
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(
+            f"size must be a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), got {value!r}"
+        )
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _topic_word(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    if not _TOPIC_WORD.match(value):
+        raise ValueError(
+            f"must be one MQTT topic level without '/', '+', '#' or spaces, got {value!r}"
+        )
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+TopicWord = Annotated[str, BeforeValidator(_topic_word)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ordered_pair(pair: tuple[float, float], what: str) -> tuple[float, float]:
+    lo, hi = pair
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{what} must be finite numbers, got [{lo}, {hi}]")
+    if lo >= hi:
+        raise ValueError(f"{what} must be [low, high] with low < high, got [{lo}, {hi}]")
+    return pair
+
+
+class AgentSection(_Section):
+    id: TopicWord = Field(default_factory=socket.gethostname)
+    data_dir: Path = Path("/var/lib/edge-agent")
+    status_interval: Duration = 30.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class TlsSection(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.ca_file, self.cert_file))
+
+
+class ReconnectSection(_Section):
+    min_delay: Duration = 1.0
+    max_delay: Duration = 60.0
+
+
+class MqttSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    prefix: TopicWord = "edge"
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsSection = TlsSection()
+    subscriptions: list[str] | None = None
+    max_payload_bytes: int = Field(default=4096, ge=16)
+    keepalive: Duration = 30.0
+    session_expiry: Duration = 7 * 86400.0
+    receive_maximum: int = Field(default=200, ge=1, le=65535)
+    reconnect: ReconnectSection = ReconnectSection()
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: object) -> object:
+        if value in (5, "5", 5.0):
+            return "5"
+        if value in ("3.1.1", "311", 311):
+            return "3.1.1"
+        raise ValueError(f"MQTT protocol must be 5 or 3.1.1, got {value!r}")
+
+    @field_validator("subscriptions", mode="after")
+    @classmethod
+    def _filters(cls, value: list[str] | None) -> list[str] | None:
+        for topic in value or []:
+            levels = topic.split("/")
+            if not topic or any("#" in lv and lv != "#" for lv in levels) or "#" in levels[:-1]:
+                raise ValueError(f"invalid topic filter {topic!r}")
+        return value
+
+    @property
+    def topic_filters(self) -> list[str]:
+        return (
+            self.subscriptions if self.subscriptions is not None else [f"{self.prefix}/sensors/#"]
+        )
+
+    def password(self) -> str | None:
+        """The broker password, from ``password_file`` or ``EDGE_AGENT_MQTT_PASSWORD``."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return os.environ.get("EDGE_AGENT_MQTT_PASSWORD")
+
+
+class OutlierConfig(_Section):
+    window: int = Field(default=7, ge=3, le=1001)
+    sigmas: float = Field(default=3.0, gt=0)
+    min_deviation: float = Field(default=0.0, ge=0)
+
+
+class SmoothConfig(_Section):
+    ewma: float | None = Field(default=None, gt=0, le=1)
+    median: int | None = Field(default=None, ge=1, le=1001)
+
+    @model_validator(mode="after")
+    def _one(self) -> SmoothConfig:
+        if (self.ewma is None) == (self.median is None):
+            raise ValueError(
+                "give exactly one of ewma (a weight in (0, 1]) or median (a window length)"
+            )
+        return self
+
+
+class NormalizeConfig(_Section):
+    method: Literal["minmax", "zscore"] = "minmax"
+    range: tuple[float, float] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if value is None else _ordered_pair(value, "range")
+
+
+class SensorConfig(_Section):
+    unit: str | None = None
+    range: tuple[float, float] | None = None
+    outlier: OutlierConfig | None = None
+    smooth: SmoothConfig | None = None
+    deadband: float | None = Field(default=None, ge=0)
+    normalize: NormalizeConfig = NormalizeConfig()
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if value is None else _ordered_pair(value, "range")
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        from agent.pipeline.units import known_unit
+
+        if value is not None and not known_unit(value):
+            raise ValueError(f"unknown unit {value!r}")
+        return value
+
+
+class FeaturesSection(_Section):
+    windows: list[Duration] = Field(default_factory=lambda: [60.0, 300.0, 900.0], min_length=1)
+
+
+class RetentionSection(_Section):
+    max_age: Duration | None = 30 * 86400.0
+    max_size: Size | None = None
+    every: Duration = 600.0
+
+
+class StorageSection(_Section):
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_interval: Duration = 0.2
+    synchronous: Literal["full", "normal"] = "full"
+    retention: RetentionSection = RetentionSection()
+
+
+class ModelSection(_Section):
+    path: str = "bundled:smollm2-135m"
+    threads: int = Field(default=1, ge=1, le=256)
+    context: int = Field(default=2048, ge=128)
+
+
+class SecuritySection(_Section):
+    command_key_file: Path | None = None
+
+
+class ValueRange(_Section):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _order(self) -> ValueRange:
+        _ordered_pair((self.min, self.max), "value range")
+        return self
+
+
+class ActuatorConfig(_Section):
+    device: TopicWord
+    actuator: TopicWord
+    name: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    actions: list[TopicWord] = Field(min_length=1)
+    value: ValueRange | None = None
+
+
+class PeersConfig(_Section):
+    group: TopicWord
+    method: Literal["mean", "vote"] = "mean"
+    quorum: int = Field(default=1, ge=1)
+    deadline: Duration = 5.0
+
+
+class PolicyConfig(_Section):
+    name: TopicWord
+    every: Duration = 30.0
+    inputs: list[str] = Field(min_length=1)
+    targets: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    goal: str | None = None
+    engine: Literal["embed", "llm", "rules"] = "embed"
+    min_accuracy: float = Field(default=0.9, ge=0, le=1)
+    actuators: list[ActuatorConfig] = Field(min_length=1)
+    peers: PeersConfig | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = item.split("/")
+            if len(parts) != 2 or not all(_TOPIC_WORD.match(p) for p in parts):
+                raise ValueError(f"inputs are written device/quantity, got {item!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _targets(self) -> PolicyConfig:
+        for key, band in self.targets.items():
+            if key not in self.inputs:
+                raise ValueError(f"target {key!r} is not one of the policy's inputs")
+            _ordered_pair(band, f"target band of {key}")
+        return self
+
+
+class Config(_Section):
+    agent: AgentSection = AgentSection()
+    mqtt: MqttSection = MqttSection()
+    sensors: dict[TopicWord, SensorConfig] = Field(default_factory=dict)
+    features: FeaturesSection = FeaturesSection()
+    storage: StorageSection = StorageSection()
+    model: ModelSection = ModelSection()
+    security: SecuritySection = SecuritySection()
+    policies: list[PolicyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_policies(self) -> Config:
+        names = [p.name for p in self.policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policy names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.agent.data_dir / "edge-agent.db"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so that ``actions: [on, off]`` stays words."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(
+        r"^(?:true|True|TRUE|false|"
+        r"False|FALSE)$"
+    ),
+    list("tTfF"),
+)
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('policies', 0, 'actuators')`` -> ``policies[0].actuators``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line in the YAML source of the deepest node on ``loc`` that exists."""
+    line = None if node is None else node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _messages(exc: ValidationError, tree: yaml.Node | None) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
+        )
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = format_loc(loc) or "(top level)"
+        line = _line_of(tree, loc)
+        out.append(f"{where}: {msg}" + (f" (line {line})" if line else ""))
+    return out
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text; raise :class:`ConfigError` with every problem and its path."""
+    try:
+        tree = yaml.compose(text, Loader=_Loader)
+        data: Any = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_messages(exc, tree)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    return parse_config(text, str(path))

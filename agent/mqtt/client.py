@@ -1,0 +1,233 @@
+"""The only importer of paho: connect, subscribe, acknowledge, publish, last will.
+
+Messages arrive on paho's network thread and are handed on at once (``on_message`` must only
+enqueue). QoS 1 messages are acknowledged by :meth:`MqttClient.ack` once the caller has
+committed them; an acknowledgement for a message received on an earlier connection is
+dropped, because the broker redelivers it and its packet id may since have been reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.config import MqttSection
+from agent.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    recv_ts: float
+    generation: int  # which connection it arrived on
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttClient:
+    """A paho client in a persistent session with manual acknowledgement."""
+
+    def __init__(
+        self,
+        cfg: MqttSection,
+        client_id: str,
+        *,
+        will: Will | None,
+        on_message: Callable[[Message], None],
+        on_connect: Callable[[], None] | None = None,
+        manual_ack: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self._on_message = on_message
+        self._on_connect_cb = on_connect
+        self._v5 = cfg.protocol == "5"
+        self._generation = 0
+        self._connected = threading.Event()
+        self._closing = False
+        self.last_error: str | None = None
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            clean_session=None if self._v5 else False,
+            manual_ack=manual_ack,
+        )
+        client.max_inflight_messages_set(max(20, cfg.receive_maximum))
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(
+            max(1, int(cfg.reconnect.min_delay)), max(1, int(cfg.reconnect.max_delay))
+        )
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls.enabled:
+            try:
+                client.tls_set(
+                    ca_certs=None if cfg.tls.ca_file is None else str(cfg.tls.ca_file),
+                    certfile=None if cfg.tls.cert_file is None else str(cfg.tls.cert_file),
+                    keyfile=None if cfg.tls.key_file is None else str(cfg.tls.key_file),
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise BrokerError(f"cannot load TLS files: {exc}") from None
+        if will is not None:
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_connect_fail = self._handle_connect_fail
+        self._client = client
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting with backoff."""
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = int(self.cfg.session_expiry)
+            props.ReceiveMaximum = self.cfg.receive_maximum
+        try:
+            self._client.connect_async(
+                self.cfg.host,
+                self.cfg.port,
+                keepalive=max(5, int(self.cfg.keepalive)),
+                clean_start=False if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is queued for sending, then disconnect cleanly (no last will)."""
+        self._closing = True
+        deadline = time.monotonic() + timeout
+        while self._client.want_write() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- traffic -----------------------------------------------------------------------------
+
+    def ack(self, msg: Message) -> None:
+        if msg.qos > 0 and msg.generation == self._generation:
+            self._client.ack(msg.mid, msg.qos)
+
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
+        return self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_wait(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float = 5.0,
+    ) -> bool:
+        """Publish and wait for the broker's acknowledgement; False on timeout."""
+        info = self.publish(topic, payload, qos, retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except RuntimeError:
+            return False
+        return info.is_published()
+
+    # -- paho callbacks (network thread: keep them short) -----------------------------------
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("%s (%s:%d)", self.last_error, self.cfg.host, self.cfg.port)
+            return
+        self._generation += 1
+        log.info(
+            "connected to %s:%d (MQTT %s, session %s)",
+            self.cfg.host,
+            self.cfg.port,
+            self.cfg.protocol,
+            "resumed" if flags.session_present else "new",
+        )
+        filters = self.cfg.topic_filters
+        if filters and self._v5:
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
+        elif filters:
+            client.subscribe([(t, 1) for t in filters])
+        self.last_error = None
+        self._connected.set()
+        if self._on_connect_cb is not None:
+            self._on_connect_cb()
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        self._generation += 1
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and not self._closing:
+            log.warning(
+                "disconnected from %s:%d: %s; reconnecting", self.cfg.host, self.cfg.port, reason
+            )
+
+    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self.last_error = f"cannot reach broker at {self.cfg.host}:{self.cfg.port}"
+        log.warning("%s; retrying", self.last_error)
+
+    def _handle_message(
+        self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
+    ) -> None:
+        self._on_message(
+            Message(
+                message.topic,
+                bytes(message.payload),
+                message.qos,
+                message.mid,
+                time.time(),
+                self._generation,
+            )
+        )

@@ -1,0 +1,1 @@
+"""parse -> validate -> convert -> filter -> features, as pure functions and small state objects."""

@@ -1,0 +1,192 @@
+"""The stateful part of the pipeline: per-series filters, duplicate detection and features.
+
+:class:`Pipeline` is fed :class:`Reading` objects by the ingest thread and answers feature
+queries from any thread through :meth:`Pipeline.features` (the one interface other parts use).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.config import Config, SensorConfig
+from agent.errors import RejectedReading
+from agent.pipeline.features import Features, Normalizer, compute
+from agent.pipeline.filters import Ewma, Hampel, MovingMedian, RunningStats, outside_deadband
+from agent.pipeline.parse import Reading
+from agent.pipeline.units import convert
+
+DEDUP_MEMORY = 4096  # recent (seq, ts) keys remembered per series
+SeriesKey = tuple[str, str]
+DedupKey = tuple[int, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """A reading after conversion and cleaning, ready to be stored."""
+
+    reading: Reading
+    unit: str | None
+    value: float  # in the canonical unit
+    clean: float
+    outlier: bool
+    store: bool  # False when the deadband suppresses the row
+
+
+@dataclass
+class SeriesState:
+    sensor: SensorConfig
+    horizon_s: float
+    hampel: Hampel | None
+    smooth: Callable[[float], float] | None
+    stats: RunningStats = field(default_factory=RunningStats)
+    points: deque[tuple[float, float]] = field(default_factory=deque)
+    newest_ts: float = float("-inf")
+    last_stored: float | None = None
+    seen: set[DedupKey] = field(default_factory=set)
+    seen_order: deque[DedupKey] = field(default_factory=deque)
+
+    def remember(self, key: DedupKey) -> bool:
+        """Record a (seq, ts) key; False if it was already seen."""
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        self.seen_order.append(key)
+        if len(self.seen_order) > DEDUP_MEMORY:
+            self.seen.discard(self.seen_order.popleft())
+        return True
+
+    def add_point(self, ts: float, value: float) -> None:
+        self.points.append((ts, value))
+        self.newest_ts = max(self.newest_ts, ts)
+        self.stats.add(value)
+        while self.points and self.points[0][0] < self.newest_ts - self.horizon_s:
+            self.points.popleft()
+
+
+def _state_for(sensor: SensorConfig, horizon_s: float) -> SeriesState:
+    hampel = None
+    if sensor.outlier is not None:
+        o = sensor.outlier
+        hampel = Hampel(o.window, o.sigmas, o.min_deviation)
+    smooth: Callable[[float], float] | None = None
+    if sensor.smooth is not None:
+        if sensor.smooth.ewma is not None:
+            smooth = Ewma(sensor.smooth.ewma)
+        elif sensor.smooth.median is not None:
+            smooth = MovingMedian(sensor.smooth.median)
+    return SeriesState(sensor, horizon_s, hampel, smooth)
+
+
+class Pipeline:
+    """Convert, check, filter and condense readings, one series at a time."""
+
+    def __init__(self, config: Config) -> None:
+        self._sensors = config.sensors
+        self._default = SensorConfig()
+        self.windows = sorted(config.features.windows)
+        self._horizon = self.windows[-1]
+        self._series: dict[SeriesKey, SeriesState] = {}
+        self._lock = threading.Lock()
+
+    def _state(self, key: SeriesKey) -> SeriesState:
+        state = self._series.get(key)
+        if state is None:
+            sensor = self._sensors.get(key[1], self._default)
+            state = self._series[key] = _state_for(sensor, self._horizon)
+        return state
+
+    def convert(self, reading: Reading) -> tuple[float, str | None]:
+        """The reading's value in its quantity's canonical unit, checked against its range."""
+        sensor = self._sensors.get(reading.quantity, self._default)
+        unit = sensor.unit or reading.unit
+        value = reading.value
+        if reading.unit is not None and unit is not None:
+            value = convert(value, reading.unit, unit)
+        if sensor.range is not None and not sensor.range[0] <= value <= sensor.range[1]:
+            lo, hi = sensor.range
+            raise RejectedReading(
+                f"value {value:g} {unit or ''} is outside the plausible range "
+                f"[{lo:g}, {hi:g}]".replace("  ", " "),
+                "out-of-range",
+            )
+        return value, unit
+
+    def process(self, reading: Reading) -> Processed | None:
+        """Clean one reading; None for a redelivered duplicate; raise RejectedReading if bad."""
+        value, unit = self.convert(reading)
+        with self._lock:
+            state = self._state((reading.device, reading.quantity))
+            if reading.seq is not None and not state.remember((reading.seq, reading.sent_ts)):
+                return None
+            verdict = state.hampel(value) if state.hampel is not None else None
+            clean = verdict.value if verdict is not None else value
+            if state.smooth is not None:
+                clean = state.smooth(clean)
+            state.add_point(reading.ts, clean)
+            outlier = verdict is not None and verdict.outlier
+            # An outlier is always written, so that the cleaning can be audited.
+            store = outlier or outside_deadband(state.last_stored, clean, state.sensor.deadband)
+            if store:
+                state.last_stored = clean
+        return Processed(reading, unit, value, clean, outlier, store)
+
+    def seen(self, device: str, quantity: str, keys: list[DedupKey]) -> None:
+        """Pre-load duplicate detection with keys already stored (after a restart)."""
+        with self._lock:
+            state = self._state((device, quantity))
+            for key in keys:
+                state.remember(key)
+
+    def restore(self, device: str, quantity: str, points: list[tuple[float, float, float]]) -> None:
+        """Refill a series from stored ``(ts, value, clean)`` rows (after a restart): the
+        feature window, the outlier window and the smoother continue where they were."""
+        with self._lock:
+            state = self._state((device, quantity))
+            for ts, value, clean in points:
+                state.add_point(ts, clean)
+                if state.hampel is not None:
+                    state.hampel.seed(value)
+            if points:
+                state.last_stored = points[-1][2]
+                if isinstance(state.smooth, Ewma):
+                    state.smooth.value = points[-1][2]
+
+    # -- the read interface ------------------------------------------------------------------
+
+    def series(self) -> list[SeriesKey]:
+        with self._lock:
+            return sorted(self._series)
+
+    def features(
+        self, device: str, quantity: str, window_s: float | None = None, now: float | None = None
+    ) -> Features | None:
+        """Features of one series over ``window_s`` (default the shortest window)."""
+        when = time.time() if now is None else now
+        with self._lock:
+            state = self._series.get((device, quantity))
+            if state is None:
+                return None
+            points = list(state.points)
+            unit = state.sensor.unit
+        return compute(
+            points,
+            device=device,
+            quantity=quantity,
+            unit=unit,
+            window_s=self.windows[0] if window_s is None else window_s,
+            now=when,
+        )
+
+    def normalized(self, features: Features) -> dict[str, float | None]:
+        """Model-ready features: min-max against the configured bounds, or z-score."""
+        with self._lock:
+            state = self._series.get((features.device, features.quantity))
+            if state is None:
+                return {}
+            sensor, mean, std = state.sensor, state.stats.mean, state.stats.std
+        bounds = sensor.normalize.range or sensor.range
+        return Normalizer(sensor.normalize.method, bounds).normalize(features, mean, std)

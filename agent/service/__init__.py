@@ -1,0 +1,1 @@
+"""Daemon lifecycle: the ingest thread and the running agent."""

@@ -1,0 +1,71 @@
+"""Schema migrations, registered in order with :func:`migration`; each runs in a transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+# Plain SQL through db.execute: sqlite-utils' table helpers commit on their own, which would
+# split a migration across transactions.
+@migration("0001_readings")
+def _readings(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE series (
+        id INTEGER PRIMARY KEY, device TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT,
+        UNIQUE (device, quantity))""")
+    db.execute("""CREATE TABLE readings (
+        id INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        ts REAL NOT NULL,         -- the reading's time: its own ts, or the receive time
+        recv_ts REAL NOT NULL,    -- when the agent received it
+        sent_ts REAL,             -- the ts the device sent, if any
+        seq INTEGER,              -- the device's sequence number, if any
+        raw REAL NOT NULL,        -- the value as sent
+        raw_unit TEXT,            -- the unit as sent
+        value REAL NOT NULL,      -- converted to the canonical unit
+        clean REAL NOT NULL,      -- after outlier removal and smoothing
+        outlier INTEGER NOT NULL  -- 1 when the Hampel filter replaced the value
+    )""")
+    db.execute("CREATE INDEX readings_series_ts ON readings (series_id, ts)")
+    db.execute("CREATE INDEX readings_ts ON readings (ts)")
+    # A redelivered reading carries the same seq (and ts, if it has one): stored once.
+    db.execute(
+        "CREATE UNIQUE INDEX readings_dedup ON readings "
+        "(series_id, seq, coalesce(sent_ts, -1)) WHERE seq IS NOT NULL"
+    )
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations not yet recorded; return the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    db.conn.commit()
+    done = {name for (name,) in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
+            )
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
+        applied.append(name)
+    return applied

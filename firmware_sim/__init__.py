@@ -1,0 +1,1 @@
+"""Simulated sensor and actuator firmware that speaks the edge-agent wire contract."""

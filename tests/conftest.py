@@ -1,0 +1,167 @@
+"""Shared fixtures: a real Mosquitto on a free loopback port and a real agent process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from agent.broker import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "config" / "agent.example.yaml"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    with Mosquitto(workdir=workdir) as b:
+        yield b
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+class Collector:
+    """A plain paho client that records what arrives on some topic filters."""
+
+    def __init__(
+        self,
+        port: int,
+        *filters: str,
+        client_id: str = "",
+        protocol: MQTTProtocolVersion = paho.MQTTv5,
+    ) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
+        )
+        self.client.on_message = self._on_message
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        for f in filters:
+            self.client.subscribe(f, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), msg.retain))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t == topic]
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> paho.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def collector_factory() -> Iterator[Callable[..., Collector]]:
+    made: list[Collector] = []
+
+    def make(port: int, *filters: str, **kw: Any) -> Collector:
+        c = Collector(port, *filters, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def agent_config(tmp_path: Path, port: int, **overrides: Any) -> Path:
+    """The example config pointed at the test broker and a temp data dir."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["agent"]["id"] = "test-agent"
+    data["agent"]["data_dir"] = str(tmp_path / "data")
+    data["agent"]["status_interval"] = "1s"
+    data["mqtt"]["port"] = port
+    data["mqtt"]["reconnect"] = {"min_delay": "1s", "max_delay": "2s"}
+    data["sensors"]["temperature"].pop("deadband", None)
+    data["policies"] = []
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__", 1)
+        data[section][key] = value
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class AgentProcess:
+    """``edge-agent run`` as a real child process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AgentProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "-c", str(self.config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
+    made: list[AgentProcess] = []
+
+    def make(config: Path) -> AgentProcess:
+        a = AgentProcess(config, tmp_path / f"agent-{len(made)}.log").start()
+        made.append(a)
+        return a
+
+    yield make
+    for a in made:
+        if a.alive():
+            a.kill()

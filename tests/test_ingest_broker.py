@@ -1,0 +1,250 @@
+"""The agent against a real Mosquitto, as a real process, with a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent.broker import Mosquitto
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+
+pytestmark = pytest.mark.broker
+
+TOPIC = "edge/sensors/dev-1/temperature"
+STATUS = "edge/agents/test-agent/status"
+ERRORS = "edge/agents/test-agent/errors"
+
+
+def db_rows(tmp_path: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    path = tmp_path / "data" / "edge-agent.db"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def stored(tmp_path: Path) -> int:
+    rows = db_rows(tmp_path, "SELECT count(*) FROM readings")
+    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def wait_online(watch: Collector, since: int = 0) -> None:
+    wait_for(
+        lambda: any(s["state"] == "online" for s in watch.on(STATUS)[since:]),
+        what="the agent's online status",
+    )
+
+
+def start_agent(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    watch: Collector,
+    **overrides: object,
+) -> AgentProcess:
+    cfg = agent_config(tmp_path, broker.port, **overrides)
+    seen = len(watch.on(STATUS))
+    agent = agent_factory(cfg)
+    wait_online(watch, seen)
+    return agent
+
+
+def test_both_payload_forms_are_stored_with_values_and_units(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    watch = collector_factory(broker.port, STATUS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch)
+    now = time.time()
+    watch.publish(TOPIC, json.dumps({"value": 71.6, "ts": now - 5, "seq": 1, "unit": "F"}))
+    watch.publish(TOPIC, b"22.5")
+    watch.publish("edge/sensors/dev-1/humidity", json.dumps({"value": 0.5, "unit": "ratio"}))
+    wait_for(lambda: stored(tmp_path) == 3, what="3 stored readings")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait() == 0
+    rows = db_rows(
+        tmp_path,
+        "SELECT quantity, ts, seq, raw, raw_unit, value, unit FROM readings "
+        "JOIN series ON series.id = series_id ORDER BY readings.id",
+    )
+    (q1, ts1, seq1, raw1, ru1, v1, u1), (q2, ts2, seq2, raw2, ru2, v2, u2), hum = rows
+    assert (q1, ts1, seq1, raw1, ru1, u1) == (
+        "temperature",
+        pytest.approx(now - 5),
+        1,
+        71.6,
+        "F",
+        "C",
+    )
+    assert v1 == pytest.approx(22.0)
+    assert (q2, seq2, raw2, ru2, v2, u2) == ("temperature", None, 22.5, None, 22.5, "C")
+    assert ts2 == pytest.approx(time.time(), abs=30)
+    assert hum[0] == "humidity" and hum[5] == pytest.approx(50.0) and hum[6] == "%"
+
+
+def test_every_bad_payload_gives_exactly_one_error_event(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    from tests import payloads
+
+    assert len(payloads.BAD_PAYLOADS) >= 25
+    watch = collector_factory(broker.port, STATUS, ERRORS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch)
+    bad_topics = ["edge/sensors/dev-1", "edge/sensors/dev-1/temperature/extra"]
+    for _, payload in payloads.BAD_PAYLOADS:
+        watch.publish(TOPIC, payload)
+    for topic in bad_topics:
+        watch.publish(topic, b"21.0")
+    expected = len(payloads.BAD_PAYLOADS) + len(bad_topics)
+    wait_for(lambda: len(watch.on(ERRORS)) >= expected, what="error events")
+    watch.publish(TOPIC, json.dumps({"value": 21.0, "seq": 7}))
+    wait_for(lambda: stored(tmp_path) == 1, what="the good reading after the bad ones")
+    time.sleep(0.5)
+    events = watch.on(ERRORS)
+    assert len(events) == expected
+    assert all(set(e) == {"ts", "topic", "error", "payload"} for e in events)
+    assert all(e["error"] and "\n" not in e["error"] for e in events)
+    assert [e["topic"] for e in events[-2:]] == bad_topics
+    assert all(len(e["payload"].encode()) <= 4 * 200 for e in events)
+    assert agent.alive()
+    wait_for(
+        lambda: watch.on(STATUS)[-1].get("rejected_total") == expected,
+        what="rejected_total in the status",
+    )
+
+
+def test_sigterm_publishes_offline_status_and_exits_0(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    watch = collector_factory(broker.port, STATUS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch)
+    online = watch.on(STATUS)[-1]
+    assert {
+        "state",
+        "ts",
+        "version",
+        "model",
+        "model_sha256",
+        "uptime_s",
+        "readings_total",
+        "rejected_total",
+        "outbox_depth",
+    } <= set(online)
+    for i in range(20):
+        watch.publish(TOPIC, json.dumps({"value": 20 + i / 10, "seq": i}))
+    wait_for(lambda: stored(tmp_path) == 20)
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(timeout=10) == 0
+    late = collector_factory(broker.port, STATUS)  # a newcomer gets the retained status
+    wait_for(lambda: bool(late.on(STATUS)), what="retained status")
+    final = late.on(STATUS)[-1]
+    assert final["state"] == "offline"
+    assert final["readings_total"] == 20
+
+
+def publish_stream(
+    pub: Collector, n: int, start: int = 0, pause_every: int = 100, pause: float = 0.02
+) -> list[object]:
+    infos: list[object] = []
+    base = time.time() - 3600  # inside retention, and distinct per reading
+    for seq in range(start, start + n):
+        infos.append(
+            pub.publish(
+                TOPIC,
+                json.dumps({"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq / 10}),
+            )
+        )
+        if seq % pause_every == pause_every - 1:
+            time.sleep(pause)
+    return infos
+
+
+def assert_exactly_once(tmp_path: Path, n: int) -> None:
+    total, distinct, lo, hi = db_rows(
+        tmp_path, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM readings"
+    )[0]
+    assert (total, distinct, lo, hi) == (n, n, 0, n - 1)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_then_restart_stores_every_reading_once(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    n = 3000
+    watch = collector_factory(broker.port, STATUS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch)
+    pub = collector_factory(broker.port)
+    publish_stream(pub, 1200)
+    wait_for(lambda: stored(tmp_path) >= 600, what="600 stored readings")
+    agent.kill()  # mid-stream: some readings committed but not acknowledged, some in flight
+    killed_at = stored(tmp_path)
+    assert killed_at < n
+    publish_stream(pub, n - 1200, start=1200)  # queued by the broker in the agent's session
+    start_agent(tmp_path, broker, agent_factory, watch)
+    wait_for(lambda: stored(tmp_path) >= n, timeout=60, what=f"{n} stored readings")
+    time.sleep(1.0)  # redeliveries still arriving must not add rows
+    assert_exactly_once(tmp_path, n)
+
+
+@pytest.mark.slow
+def test_broker_restart_mid_stream_loses_nothing(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    n = 2000
+    watch = collector_factory(broker.port, STATUS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch)
+    pub = collector_factory(broker.port, client_id="test-publisher")
+    publish_stream(pub, 800)
+    wait_for(lambda: stored(tmp_path) >= 400, what="400 stored readings")
+    broker.restart()  # SIGTERM: the broker saves sessions and queued messages, then comes back
+    publish_stream(pub, n - 800, start=800)  # paho queues them until it is reconnected
+    wait_for(lambda: stored(tmp_path) >= n, timeout=60, what=f"{n} stored readings")
+    time.sleep(1.0)
+    assert_exactly_once(tmp_path, n)
+    assert agent.alive()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_readings_published_while_away_arrive_on_return(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+    protocol: str,
+) -> None:
+    watch = collector_factory(broker.port, STATUS)
+    agent = start_agent(tmp_path, broker, agent_factory, watch, mqtt__protocol=protocol)
+    agent.signal(signal.SIGTERM)
+    assert agent.wait() == 0
+    pub = collector_factory(broker.port)
+    for info in publish_stream(pub, 100):
+        info.wait_for_publish(10)  # type: ignore[attr-defined]
+    assert stored(tmp_path) == 0
+    start_agent(tmp_path, broker, agent_factory, watch, mqtt__protocol=protocol)
+    wait_for(lambda: stored(tmp_path) == 100, what="100 readings queued while away")
+    assert_exactly_once(tmp_path, 100)
