@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -29,8 +29,7 @@ from agent.errors import BrokerError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):  # built on paho's network thread for every message: keep it cheap
     topic: str
     payload: bytes
     qos: int

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agent.config import Config, SensorConfig
 from agent.errors import RejectedReading
@@ -24,8 +25,7 @@ SeriesKey = tuple[str, str]
 DedupKey = tuple[int, float | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Processed:
+class Processed(NamedTuple):
     """A reading after conversion and cleaning, ready to be stored."""
 
     reading: Reading

@@ -15,6 +15,12 @@ class HampelVerdict:
     value: float  # the input, or the window's median when the input is an outlier
 
 
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
 def hampel(
     window: list[float] | deque[float], x: float, sigmas: float, min_deviation: float = 0.0
 ) -> HampelVerdict:
@@ -26,8 +32,8 @@ def hampel(
     """
     if len(window) < 3:
         return HampelVerdict(False, x)
-    med = statistics.median(window)
-    mad = statistics.median(abs(v - med) for v in window)
+    med = _median(sorted(window))
+    mad = _median(sorted([abs(v - med) for v in window]))
     limit = max(sigmas * MAD_TO_SIGMA * mad, min_deviation)
     if abs(x - med) > limit:
         return HampelVerdict(True, med)
