@@ -112,7 +112,7 @@ def test_a_failing_write_is_retried_and_nothing_is_acknowledged_meanwhile(
             raise StorageError("disk I/O error")
         return real_write(rows)  # type: ignore[arg-type]
 
-    store.write = flaky  # type: ignore[method-assign]
+    store.write = flaky  # type: ignore[method-assign,assignment]
     ingestor.start()
     ingestor.submit(msg(1, b'{"value": 20.0, "seq": 1}'))
     gate.wait(5)
