@@ -48,7 +48,10 @@ def parse_duration(value: object) -> float:
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"duration must be a number and a unit (ms, s, m, h, d), got {value!r}")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration must be greater than 0, got {value!r}")
+    return seconds
 
 
 def parse_size(value: object) -> int:
@@ -350,6 +353,8 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     """``('policies', 0, 'actuators')`` -> ``policies[0].actuators``."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for an error in a mapping's key
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -150,6 +150,8 @@ class Pipeline:
                 state.add_point(ts, clean)
                 if state.hampel is not None:
                     state.hampel.seed(value)
+                if isinstance(state.smooth, MovingMedian):
+                    state.smooth(value)
             if points:
                 state.last_stored = points[-1][2]
                 if isinstance(state.smooth, Ewma):

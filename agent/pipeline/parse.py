@@ -60,7 +60,10 @@ def _kind(value: object) -> str:
 def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RejectedReading(f"{field} must be a number, got {_kind(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise RejectedReading(f"{field} must be finite, got an integer too large") from None
     if not math.isfinite(number):
         raise RejectedReading(f"{field} must be finite, got {value!r}")
     return number
@@ -79,6 +82,10 @@ def _unit(value: object) -> str:
         raise RejectedReading(f"unit must be a string, got {_kind(value)}")
     if not value or len(value) > 16:
         raise RejectedReading("unit must be 1 to 16 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RejectedReading("unit must be valid Unicode (no lone surrogates)") from None
     return value
 
 

@@ -61,6 +61,8 @@ def convert(value: float, unit: str, to: str) -> float:
         return value
     if src not in _UNITS:
         raise RejectedReading(f"unknown unit {unit!r}", "unit")
+    if dst not in _UNITS:
+        raise RejectedReading(f"unknown unit {to!r}", "unit")
     family, scale, offset = _UNITS[src]
     dst_family, dst_scale, dst_offset = _UNITS[dst]
     if family != dst_family:

@@ -165,6 +165,10 @@ class Ingestor:
             except RejectedReading as exc:
                 rejected.append((msg, exc))
                 continue
+            except Exception as exc:  # wire input must never stop ingestion
+                log.exception("unexpected error on a message from %s", msg.topic)
+                rejected.append((msg, RejectedReading(f"cannot process: {exc!r}"[:200])))
+                continue
             if processed is None:
                 c.duplicates += 1
             elif processed.store:

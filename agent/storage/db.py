@@ -207,7 +207,8 @@ class Store:
                 cut = lowest[0] + max(1, (lowest[1] - lowest[0]) // 10)
                 deleted += sum(self._delete_chunks("id < ?", (cut,)))
             if deleted:
-                self.conn.execute("PRAGMA incremental_vacuum")
+                # executescript runs the pragma to completion; execute frees one page only
+                self.conn.executescript("PRAGMA incremental_vacuum;")
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StorageError(f"retention failed on {self.path}: {exc}") from None
