@@ -263,6 +263,18 @@ class ValueRange(_Section):
         return self
 
 
+_ABOVE, _BELOW, _INSIDE = ("cool",), ("heat",), ("off", "close", "stop", "idle")
+CONFIRM_BY_DEFAULT = ("lock", "valve")
+
+
+class Respond(_Section):
+    """Which action answers a target input that is above, below or inside its band."""
+
+    above: TopicWord | None = None
+    below: TopicWord | None = None
+    inside: TopicWord
+
+
 class ActuatorConfig(_Section):
     device: TopicWord
     actuator: TopicWord
@@ -270,6 +282,46 @@ class ActuatorConfig(_Section):
     aliases: list[str] = Field(default_factory=list)
     actions: list[TopicWord] = Field(min_length=1)
     value: ValueRange | None = None
+    respond: Respond | None = None
+    confirm: bool | None = None  # intents must name the action outright (default: locks, valves)
+
+    @model_validator(mode="after")
+    def _respond(self) -> ActuatorConfig:
+        if self.respond is not None:
+            for side in ("above", "below", "inside"):
+                action = getattr(self.respond, side)
+                if action is not None and action not in self.actions:
+                    raise ValueError(f"respond.{side}: {action!r} is not one of the actions "
+                                     f"{self.actions}")
+        return self
+
+    def derived_respond(self) -> Respond | None:
+        def first(words: tuple[str, ...]) -> str | None:
+            return next((a for a in self.actions if a in words), None)
+
+        above, below, inside = first(_ABOVE), first(_BELOW), first(_INSIDE)
+        if inside is None or (above is None and below is None):
+            return None
+        return Respond(above=above, below=below, inside=inside)
+
+    @property
+    def responses(self) -> Respond | None:
+        return self.respond or self.derived_respond()
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}/{self.actuator}"
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.confirm if self.confirm is not None else self.actuator in CONFIRM_BY_DEFAULT
+
+
+class SafetyConfig(_Section):
+    min_interval: Duration = 30.0  # between two commands to one actuator
+    max_per_hour: int = Field(default=30, ge=1)  # commands to one actuator in any hour
+    min_dwell: Duration = 120.0  # an action is kept this long before another one replaces it
+    command_ttl: Duration = 30.0  # a command expires this long after it was made
 
 
 class PeersConfig(_Section):
@@ -289,6 +341,7 @@ class PolicyConfig(_Section):
     min_accuracy: float = Field(default=0.9, ge=0, le=1)
     actuators: list[ActuatorConfig] = Field(min_length=1)
     peers: PeersConfig | None = None
+    safety: SafetyConfig = SafetyConfig()
 
     @field_validator("inputs")
     @classmethod
@@ -305,6 +358,50 @@ class PolicyConfig(_Section):
             if key not in self.inputs:
                 raise ValueError(f"target {key!r} is not one of the policy's inputs")
             _ordered_pair(band, f"target band of {key}")
+        for act in self.actuators if self.targets else []:
+            if act.responses is None:
+                raise ValueError(f"actuator {act.key}: cannot tell which of {act.actions} answers "
+                                 f"a value above, below or inside the target band; add "
+                                 f"respond: {{above: …, below: …, inside: …}}")
+        return self
+
+
+_ACTUATOR_ACTION = re.compile(r"^([^/+#\s=]+)/([^/+#\s=]+)=([^/+#\s=]+)$")
+_CONDITION = re.compile(r"^([^/+#\s]+)/([^/+#\s]+)\s*(<|>|<=|>=)\s*(-?\d+(?:\.\d+)?)$")
+
+
+def _actuator_action(value: object) -> str:
+    if not isinstance(value, str) or not _ACTUATOR_ACTION.match(value):
+        raise ValueError(f"write device/actuator=action, got {value!r}")
+    return value
+
+
+def _condition(value: object) -> str:
+    if not isinstance(value, str) or not _CONDITION.match(value.strip()):
+        raise ValueError(f'write a condition like "leak-1/water > 0.5", got {value!r}')
+    return value.strip()
+
+
+ActuatorAction = Annotated[str, BeforeValidator(_actuator_action)]
+Condition = Annotated[str, BeforeValidator(_condition)]
+
+
+class InterlockConfig(_Section):
+    """``never_together``: two actuator states that must not hold at once (refused);
+    ``when`` + ``then``: while the condition holds, only that action is allowed, and the agent
+    commands it."""
+
+    name: str
+    never_together: list[ActuatorAction] | None = Field(default=None, min_length=2,
+                                                        max_length=2)
+    when: Condition | None = None
+    then: ActuatorAction | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> InterlockConfig:
+        pair = self.when is not None and self.then is not None
+        if (self.never_together is not None) == pair or (self.when is None) != (self.then is None):
+            raise ValueError("give either never_together: [a, b], or when: and then:")
         return self
 
 
@@ -317,6 +414,7 @@ class Config(_Section):
     model: ModelSection = ModelSection()
     security: SecuritySection = SecuritySection()
     policies: list[PolicyConfig] = Field(default_factory=list)
+    interlocks: list[InterlockConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_policies(self) -> Config:
