@@ -169,6 +169,52 @@ def features(config: str, window: str | None) -> None:
             )
 
 
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("-n", "--limit", default=20, show_default=True, help="How many decisions.")
+@click.option("--policy", help="Only this policy.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
+    """Print recent decisions: digest, engine, scores, action, safety verdict, command."""
+    import json
+
+    from agent.storage import Store
+
+    _, store = _open_store(config)
+    assert isinstance(store, Store)
+    for row in store.audit_recent(limit, policy):
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["ts"])))  # type: ignore[arg-type]
+        value = "" if row["value"] is None else f" {row['value']}"
+        scores = json.loads(str(row["scores"]))
+        shown = " ".join(f"{k}={v:.2f}" for k, v in scores.items())
+        click.echo(
+            f"{when} {row['policy']} [{row['engine']}, {row['source']}] "
+            f"{row['action']}{value} ({shown}) -> {row['verdict']}"
+            f"{'' if not row['command_id'] else ', command ' + str(row['command_id'])}"
+        )
+        click.echo(f"    {row['digest']}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing key file.")
+def keygen(path: str, force: bool) -> None:
+    """Write a new random command-signing key to PATH (mode 0600) for security.command_key_file;
+    give the same file to every agent and actuator of a site."""
+    from agent.policy.signing import generate_key_file
+
+    try:
+        generate_key_file(Path(path), overwrite=force)
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote a 256-bit key to {path}")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks that print ratios against a baseline measured in the same run."""

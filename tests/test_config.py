@@ -101,7 +101,8 @@ def test_example_config_validates() -> None:
     assert config.storage.retention.max_age == 30 * 86400.0
     assert config.storage.retention.max_size == 10**9
     assert config.storage.retention.every == 600.0
-    assert config.security.command_key_file is None
+    assert config.security.command_key_file == Path("/etc/edge-agent/command.key")
+    assert len(config.interlocks) == 1
     assert [p.name for p in config.policies] == ["climate"]
     assert config.policies[0].actuators[0].actions == ["cool", "heat", "off"]
     assert config.db_path == Path("/var/lib/edge-agent/edge-agent.db")

@@ -138,23 +138,26 @@ def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> Non
 
 
 def test_migrations_are_registered_in_order() -> None:
-    assert [name for name, _ in MIGRATIONS] == ["0001_readings"]
+    assert [name for name, _ in MIGRATIONS] == ["0001_readings", "0002_decisions"]
+
+
+ALL = [(name,) for name, _ in MIGRATIONS]
 
 
 def test_migrations_are_recorded_once(db_path: Path) -> None:
     for _ in range(3):
         s = Store(db_path)
         names = s.conn.execute("SELECT name FROM _migrations").fetchall()
-        assert names == [("0001_readings",)]
+        assert names == ALL
         assert migrate(s.db) == []
         s.close()
 
 
 def test_migrate_a_fresh_database() -> None:
     db = sqlite_utils.Database(memory=True)
-    assert migrate(db) == ["0001_readings"]
+    assert migrate(db) == ["0001_readings", "0002_decisions"]
     assert migrate(db) == []
-    assert {"series", "readings"} <= set(db.table_names())
+    assert {"series", "readings", "outbox", "audit", "examples"} <= set(db.table_names())
 
 
 def test_a_failing_migration_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,11 +166,11 @@ def test_a_failing_migration_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> 
         raise RuntimeError("boom")
 
     db = sqlite_utils.Database(memory=True)
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, ("0002_half", half_done)])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, ("0099_half", half_done)])
     with pytest.raises(RuntimeError, match="boom"):
         migrate(db)
     assert "half" not in db.table_names()
-    assert db.execute("SELECT name FROM _migrations").fetchall() == [("0001_readings",)]
+    assert db.execute("SELECT name FROM _migrations").fetchall() == ALL
     # the earlier migration stays applied, the failed one is retried next time
     monkeypatch.setattr(migrations, "MIGRATIONS", list(MIGRATIONS))
     assert migrate(db) == []

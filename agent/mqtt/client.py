@@ -12,7 +12,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -58,8 +58,10 @@ class MqttClient:
         on_message: Callable[[Message], None],
         on_connect: Callable[[], None] | None = None,
         manual_ack: bool = True,
+        extra_filters: Sequence[str] = (),
     ) -> None:
         self.cfg = cfg
+        self.filters = [*cfg.topic_filters, *extra_filters]
         self._on_message = on_message
         self._on_connect_cb = on_connect
         self._v5 = cfg.protocol == "5"
@@ -187,7 +189,7 @@ class MqttClient:
             self.cfg.protocol,
             "resumed" if flags.session_present else "new",
         )
-        filters = self.cfg.topic_filters
+        filters = self.filters
         if filters and self._v5:
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
         elif filters:

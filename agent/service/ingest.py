@@ -63,6 +63,7 @@ class Ingestor:
         batch_interval: float,
         ack: Callable[[Message], None],
         on_reject: Callable[[Message, str], None],
+        on_stored: Callable[[list[Processed]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -73,6 +74,7 @@ class Ingestor:
         self.batch_interval = batch_interval
         self._ack = ack
         self._on_reject = on_reject
+        self._on_stored = on_stored
         self._clock = clock
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
@@ -180,6 +182,8 @@ class Ingestor:
             return  # not committed, so not acknowledged: the broker will redeliver
         for msg in batch:
             self._ack(msg)
+        if rows and self._on_stored is not None:
+            self._on_stored(rows)
         c.batches += 1
         self.last_progress = time.monotonic()
         for msg, why in rejected:

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -16,10 +16,15 @@ from agent.config import Config
 from agent.errors import AgentError
 from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
-from agent.pipeline.core import DEDUP_MEMORY, Pipeline
+from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
 from agent.service.ingest import Ingestor
 from agent.storage import Store
+
+if TYPE_CHECKING:
+    from agent.inference.worker import InferenceWorker
+    from agent.service.decisions import DecisionService
+    from agent.service.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +57,21 @@ class Agent:
             batch_interval=config.storage.batch_interval,
             ack=self._ack,
             on_reject=self._report_rejection,
+            on_stored=self._on_stored,
             clock=clock,
         )
+        self.topic_intents = f"{self.prefix}/agents/{self.id}/intents"
+        self.topic_states = f"{self.prefix}/actuators/+/+/state"
+        self.worker: InferenceWorker | None = None
+        self.outbox: Outbox | None = None
+        self.decisions: DecisionService | None = None
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
             will=Will(self.topic_status, dumps(self._status("offline"))),
             on_message=self._on_message,
             on_connect=self.publish_status,
+            extra_filters=[self.topic_states, self.topic_intents] if config.policies else [],
         )
         self.scheduler = BackgroundScheduler(daemon=True)
 
@@ -68,8 +80,12 @@ class Agent:
     def start(self) -> None:
         self._restore()
         self._load_model_info()
+        if self.config.policies:
+            self._build_decisions()
         self.ingestor.start()
         self.mqtt.start()
+        if self.decisions is not None:
+            self._start_decisions()
         self.scheduler.add_job(
             self.publish_status, "interval", seconds=self.config.agent.status_interval, id="status"
         )
@@ -93,7 +109,11 @@ class Agent:
             return
         self._stopping.set()
         self.scheduler.shutdown(wait=False)
+        if self.outbox is not None:
+            self.outbox.poll()
         self.ingestor.stop()
+        if self.worker is not None:
+            self.worker.stop()
         if self.mqtt.connected and not self.mqtt.publish_wait(
             self.topic_status, dumps(self._status("offline")), qos=1, retain=True, timeout=3.0
         ):
@@ -128,8 +148,20 @@ class Agent:
     # -- traffic -----------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
-        if not self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
-            self.ingestor.submit(msg)
+        if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
+            return
+        if self.decisions is not None and not msg.topic.startswith(self._sensor_prefix):
+            self.mqtt.ack(msg)  # state and intents are handled once, not stored
+            if msg.topic == self.topic_intents:
+                self.scheduler.add_job(self._handle_intent, args=[msg])
+            elif msg.topic.endswith("/state"):
+                self._handle_state(msg)
+            return
+        self.ingestor.submit(msg)
+
+    @property
+    def _sensor_prefix(self) -> str:
+        return f"{self.prefix}/sensors/"
 
     def _ack(self, msg: Message) -> None:
         self.mqtt.ack(msg)
@@ -153,8 +185,11 @@ class Agent:
             "uptime_s": round(self.clock() - self.started, 3),
             "readings_total": self.ingestor.rows_total,
             "rejected_total": self.ingestor.counters.rejected,
-            "outbox_depth": 0,
+            "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
+            "policies": {}
+            if self.decisions is None
+            else {name: st.status() for name, st in self.decisions.states.items()},
         }
 
     def publish_status(self) -> None:
@@ -176,3 +211,119 @@ class Agent:
             return
         if deleted:
             log.info("retention removed %d old readings", deleted)
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def _build_decisions(self) -> None:
+        from agent.inference.model import Model
+        from agent.inference.threads import pick_threads
+        from agent.inference.worker import InferenceWorker
+        from agent.policy.intents import Registry
+        from agent.policy.safety import SafetyLayer
+        from agent.policy.signing import load_key
+        from agent.service.decisions import DecisionService
+        from agent.service.outbox import Outbox
+
+        cfg = self.config
+        if cfg.security.command_key_file is None:
+            raise AgentError(
+                "policies need security.command_key_file (the key that signs commands)"
+            )
+        key = load_key(cfg.security.command_key_file)
+        model = self.model
+        if model is not None:  # for embed/llm engines and for intents
+            threads = pick_threads(cfg.model.threads)
+            self.worker = InferenceWorker(
+                lambda: Model(
+                    model.path, threads=threads, context=cfg.model.context, sha256=model.sha256
+                )
+            )
+        self.outbox = Outbox(self.mqtt, self.ingestor.call, self.store, self.clock)
+        self.decisions = DecisionService(
+            cfg,
+            agent_id=self.id,
+            pipeline=self.pipeline,
+            safety=SafetyLayer(cfg),
+            outbox=self.outbox,
+            publish=self.mqtt.publish,
+            on_db=self.ingestor.call,
+            store=self.store,
+            worker=self.worker,
+            key=key,
+            model_sha256=None if model is None else model.sha256,
+            clock=self.clock,
+        )
+        self.registry = Registry(cfg)
+
+    def _start_decisions(self) -> None:
+        assert self.decisions is not None and self.outbox is not None
+        if self.worker is not None:
+            self.worker.start()
+        self.outbox.resume()
+        self.scheduler.add_job(self.outbox.poll, "interval", seconds=0.5, id="outbox")
+        self.scheduler.add_job(
+            self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
+        )
+        for name, st in self.decisions.states.items():
+            self.scheduler.add_job(
+                self._decide,
+                "interval",
+                seconds=st.policy.every,
+                args=[name, "schedule"],
+                id=f"policy-{name}",
+                max_instances=1,
+                coalesce=True,
+            )
+        threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
+
+    def _prepare(self) -> None:
+        assert self.decisions is not None
+        if self.worker is not None:
+            try:
+                self.worker.wait_ready(120)
+            except AgentError as exc:
+                log.error("model: %s; policies run on rules", exc)
+                self.worker = None
+                self.decisions.worker = None
+        self.decisions.prepare()
+        self.publish_status()
+
+    def _decide(self, name: str, trigger: str) -> None:
+        if self.decisions is None or self._stopping.is_set():
+            return
+        try:
+            self.decisions.run(name, trigger)
+        except AgentError as exc:
+            log.error("policy %s: %s", name, exc)
+
+    def _on_stored(self, rows: list[Processed]) -> None:
+        """On the ingest thread after a commit: run a policy at once if an input crossed."""
+        if self.decisions is None:
+            return
+        for p in rows:
+            name = self.decisions.on_reading(p.reading.device, p.reading.quantity, p.clean)
+            if name is not None and not self._stopping.is_set():
+                self.scheduler.add_job(self._decide, args=[name, "crossing"])
+
+    def _handle_state(self, msg: Message) -> None:
+        assert self.decisions is not None
+        parts = msg.topic.split("/")
+        try:
+            state = json.loads(msg.payload)
+            action, value = state["action"], state.get("value")
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed actuator state on %s", msg.topic)
+            return
+        if len(parts) == 5 and isinstance(action, str):
+            self.decisions.on_state(
+                parts[2],
+                parts[3],
+                action,
+                value if isinstance(value, (int, float)) else None,
+                state.get("command_id"),
+            )
+
+    def _handle_intent(self, msg: Message) -> None:
+        assert self.decisions is not None
+        reply = self.decisions.handle_intent(msg.payload, self.registry)
+        self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)

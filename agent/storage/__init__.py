@@ -1,5 +1,5 @@
 """The only writer of SQL: readings, migrations, retention."""
 
-from agent.storage.db import Store, StoredReading
+from agent.storage.db import OutboxRow, Store, StoredReading
 
-__all__ = ["Store", "StoredReading"]
+__all__ = ["OutboxRow", "Store", "StoredReading"]

@@ -41,6 +41,18 @@ class StoredReading:
     outlier: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: str
+    decision_id: str
+    topic: str
+    payload: str
+    created: float
+    expires: float
+    state: str = "pending"
+    attempts: int = 0
+
+
 class Store:
     """The agent's database; use from one thread at a time."""
 
@@ -213,3 +225,72 @@ class Store:
         except sqlite3.Error as exc:
             raise StorageError(f"retention failed on {self.path}: {exc}") from None
         return deleted
+
+    # -- commands, audit and labelled examples (the decision side) -----------------------------
+
+    def outbox_add(self, row: OutboxRow) -> bool:
+        """Record a command before it is published; False if its decision already has one."""
+        try:
+            with self.conn:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO outbox (id, decision_id, topic, payload, created, "
+                    "expires, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    (row.id, row.decision_id, row.topic, row.payload, row.created, row.expires))
+                return cur.rowcount == 1
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the outbox in {self.path}: {exc}") from None
+
+    def outbox_mark(self, command_id: str, state: str, now: float) -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE outbox SET state = ?, delivered_at = CASE WHEN ? = 'delivered' THEN ? "
+                "ELSE delivered_at END WHERE id = ?", (state, state, now, command_id))
+
+    def outbox_attempt(self, command_id: str) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?",
+                              (command_id,))
+
+    def outbox_pending(self) -> list[OutboxRow]:
+        """Commands recorded but not yet acknowledged by the broker, oldest first."""
+        return [OutboxRow(*row) for row in self.conn.execute(
+            "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
+            "FROM outbox WHERE state = 'pending' ORDER BY created, rowid")]
+
+    def outbox_depth(self) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0])
+
+    def outbox_rows(self, limit: int = 50) -> list[OutboxRow]:
+        rows = self.conn.execute(
+            "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
+            "FROM outbox ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [OutboxRow(*row) for row in reversed(rows)]
+
+    def audit_add(self, row: dict[str, object]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        try:
+            with self.conn:
+                self.conn.execute(f"INSERT OR REPLACE INTO audit ({columns}) VALUES ({marks})",
+                                  tuple(row.values()))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the audit table in {self.path}: {exc}") from None
+
+    def audit_recent(self, limit: int = 20, policy: str | None = None
+                     ) -> list[dict[str, object]]:
+        sql = "SELECT * FROM audit " + ("WHERE policy = ? " if policy else "") + \
+            "ORDER BY id DESC LIMIT ?"
+        args: tuple[object, ...] = (policy, limit) if policy else (limit,)
+        cur = self.conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in reversed(cur.fetchall())]
+
+    def example_add(self, ts: float, policy: str, digest: str, action: str, origin: str) -> None:
+        with self.conn:
+            self.conn.execute("INSERT INTO examples (ts, policy, digest, action, origin) "
+                              "VALUES (?, ?, ?, ?, ?)", (ts, policy, digest, action, origin))
+
+    def examples(self, policy: str) -> list[tuple[str, str]]:
+        return [(d, a) for d, a in self.conn.execute(
+            "SELECT digest, action FROM examples WHERE policy = ? ORDER BY id", (policy,))]

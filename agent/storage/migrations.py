@@ -69,3 +69,45 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
         db.conn.commit()
         applied.append(name)
     return applied
+
+
+@migration("0002_decisions")
+def _decisions(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,           -- the command id (SPEC 4)
+        decision_id TEXT NOT NULL UNIQUE,  -- one command per decision, whatever happens
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL,         -- the signed command exactly as published
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        state TEXT NOT NULL,           -- pending, delivered or expired
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered_at REAL
+    )""")
+    db.execute("CREATE INDEX outbox_state ON outbox (state, created)")
+    db.execute("""CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        decision_id TEXT NOT NULL UNIQUE,
+        ts REAL NOT NULL,
+        policy TEXT NOT NULL,
+        engine TEXT NOT NULL,          -- the engine that decided (after the fitness gate)
+        digest TEXT NOT NULL,          -- the input digest the model saw
+        model_sha256 TEXT,
+        prompt_hash TEXT,
+        raw_output TEXT,               -- what the model produced, unparsed
+        scores TEXT NOT NULL,          -- JSON: probabilities over the allowed actions
+        action TEXT NOT NULL,
+        value REAL,
+        verdict TEXT NOT NULL,         -- "ok" or the safety layer's reason for refusing
+        command_id TEXT,
+        source TEXT NOT NULL DEFAULT 'policy'
+    )""")
+    db.execute("CREATE INDEX audit_ts ON audit (ts)")
+    db.execute("""CREATE TABLE examples (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        policy TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        action TEXT NOT NULL,
+        origin TEXT NOT NULL           -- override (a person changed the actuator), ...
+    )""")

@@ -1,0 +1,1 @@
+"""Decisions: policies, the safety layer that has the last word on them, and signed commands."""

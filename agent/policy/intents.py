@@ -1,0 +1,280 @@
+"""Natural-language intents (SPEC 7) -> one proposal for the safety layer, or a clear refusal.
+
+The text is data. It narrows, never widens, what may be asked: the device registry (every
+actuator some policy lists) is matched against the words of the request, and a GBNF grammar
+built from the matching entries only (their names, their actions) constrains the model's
+answer. The model writes the value; code checks its type, and the safety layer its range.
+Actions of actuators that need confirmation (locks, valves) must be said outright, because
+small models slip polarity ("kitchen lights off" -> on).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.config import ActuatorConfig, Config
+
+MAX_TEXT = 500
+_WORD = re.compile(r"[a-z0-9]+")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# words that say what to do, not which device: never enough to pick a device on their own
+FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "my",
+        "our",
+        "your",
+        "please",
+        "could",
+        "can",
+        "would",
+        "you",
+        "will",
+        "turn",
+        "switch",
+        "set",
+        "put",
+        "make",
+        "get",
+        "it",
+        "to",
+        "in",
+        "on",
+        "of",
+        "off",
+        "at",
+        "for",
+        "and",
+        "then",
+        "now",
+        "up",
+        "down",
+        "all",
+        "this",
+        "that",
+        "is",
+        "be",
+        "me",
+        "i",
+        "want",
+        "let",
+        "degrees",
+        "degree",
+        "percent",
+        "c",
+        "f",
+        "bit",
+        "little",
+        "more",
+        "less",
+        "lights",
+        "light",
+    ]
+)
+SYNONYMS = {
+    "off": ("off", "stop", "shut off", "switch off", "turn off", "power off", "disable"),
+    "on": ("on", "start", "switch on", "turn on", "power on", "enable"),
+    "cool": ("cool", "cooler", "colder", "cool down", "too hot", "air condition"),
+    "heat": ("heat", "warmer", "warm up", "heat up", "too cold", "hotter"),
+    "open": ("open",),
+    "close": ("close", "shut"),
+    "lock": ("lock",),
+    "unlock": ("unlock",),
+}
+
+
+ACTION_WORDS = frozenset(w for syn in SYNONYMS.values() for s in syn for w in s.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    policy: str
+    actuator: ActuatorConfig
+    names: tuple[str, ...]  # lower case: name, aliases, device id, device id in words
+
+    @property
+    def label(self) -> str:
+        return self.names[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    ok: bool
+    target: Target | None = None
+    action: str | None = None
+    value: object = None  # as the model wrote it: the safety layer checks it
+    error: str | None = None
+    raw: str = ""
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def has_phrase(text_words: list[str], phrase: str) -> bool:
+    p = words(phrase)
+    return any(text_words[i : i + len(p)] == p for i in range(len(text_words) - len(p) + 1))
+
+
+class Registry:
+    """Every actuator that some policy lists, under all the names it answers to."""
+
+    def __init__(self, config: Config) -> None:
+        seen: dict[str, Target] = {}
+        for policy in config.policies:
+            for act in policy.actuators:
+                if act.key in seen:
+                    continue
+                names = [
+                    act.name or f"{act.device} {act.actuator}",
+                    *act.aliases,
+                    act.device,
+                    act.device.replace("-", " ").replace("_", " "),
+                    f"{act.device} {act.actuator}",
+                ]
+                clean = (n.lower().replace('"', "").replace("\\", "").strip() for n in names)
+                unique = tuple(dict.fromkeys(n for n in clean if n))
+                seen[act.key] = Target(policy.name, act, unique)
+        self.targets = list(seen.values())
+        self.vocabulary = {w for t in self.targets for n in t.names for w in words(n)}
+
+    def candidates(self, text: str) -> list[Target]:
+        """Targets the text names: a whole name first, else a shared meaningful word."""
+        tw = words(text)
+        whole = [t for t in self.targets if any(has_phrase(tw, n) for n in t.names)]
+        if whole:
+            best = max(len(words(n)) for t in whole for n in t.names if has_phrase(tw, n))
+            return [
+                t
+                for t in whole
+                if any(has_phrase(tw, n) and len(words(n)) == best for n in t.names)
+            ]
+        # a partial match only when every other meaningful word is known: "unlock the back
+        # door" must not reach the front door through the word "door"
+        meaningful = set(tw) - FILLER - ACTION_WORDS - {w for w in tw if _NUMBER.fullmatch(w)}
+        if meaningful - self.vocabulary:
+            return []
+        return [
+            t for t in self.targets if meaningful & {w for n in t.names for w in words(n)} - FILLER
+        ]
+
+
+def stated_actions(text: str, actions: list[str]) -> list[str]:
+    """The target's actions that the text says outright (or by a known synonym)."""
+    tw = words(text)
+    found = []
+    for action in actions:
+        if any(has_phrase(tw, s) for s in SYNONYMS.get(action, (action,))):
+            found.append(action)
+    # "turn off" also contains "turn"... and "on" is inside no other word, but "off" and "on"
+    # both match "turn off the light on the left": prefer the one in a verb phrase.
+    if len(found) > 1:
+        verbs = [
+            a for a in found if any(has_phrase(tw, s) for s in SYNONYMS.get(a, ()) if " " in s)
+        ]
+        found = verbs or found
+    return found
+
+
+def unknown_phrase(text: str) -> str:
+    rest = [
+        w
+        for w in words(text)
+        if w not in FILLER
+        and not _NUMBER.fullmatch(w)
+        and not any(w in s.split() for syn in SYNONYMS.values() for s in syn)
+    ]
+    return " ".join(rest[:4]) or text.strip()[:40]
+
+
+def _quote(s: str) -> str:
+    """A GBNF literal matching the JSON string of ``s`` (names carry no quotes: see below)."""
+    return '"\\"' + s + '\\""'
+
+
+def grammar(targets: list[Target], actions: dict[str, list[str]]) -> str:
+    """GBNF: one alternative per target, with only that target's (stated) actions."""
+    rules = []
+    for i, t in enumerate(targets):
+        acts = " | ".join(_quote(a) for a in actions[t.actuator.key])
+        value = "value" if t.actuator.value is not None else '"null"'
+        rules.append(
+            f'target{i} ::= "{{\\"target\\": " {_quote(t.label)} '
+            f'", \\"action\\": " ( {acts} ) ", \\"value\\": " {value} "}}"'
+        )
+    root = "root ::= " + " | ".join(f"target{i}" for i in range(len(targets)))
+    number = 'value ::= "null" | "-"? [0-9] [0-9]? [0-9]? [0-9]? ("." [0-9] [0-9]?)?'
+    return "\n".join([root, *rules, number])
+
+
+def system_prompt(targets: list[Target]) -> str:
+    lines = ["You turn a person's request into one command for a home device.", "Devices:"]
+    for t in targets:
+        act = t.actuator
+        also = f" (also: {', '.join(t.names[1:3])})" if len(t.names) > 1 else ""
+        rng = f"; value {act.value.min:g} to {act.value.max:g}" if act.value else ""
+        lines.append(f"- {t.label}{also}: {', '.join(act.actions)}{rng}")
+    lines.append(
+        "Reply with JSON: target, action, and value (a number only if the person "
+        "gives one, else null)."
+    )
+    return "\n".join(lines)
+
+
+Generate = Callable[[str, str, str], str]  # (system, user, grammar) -> model text
+
+
+def resolve(text: str, registry: Registry, generate: Generate) -> Intent:
+    """Text -> Intent. ``generate`` runs the model under the grammar."""
+    text = text.strip()
+    if not text:
+        return Intent(False, error="empty request")
+    if len(text) > MAX_TEXT:
+        return Intent(False, error=f"request longer than {MAX_TEXT} characters")
+    targets = registry.candidates(text)
+    if not targets:
+        return Intent(False, error=f"unknown device {unknown_phrase(text)!r}")
+    actions: dict[str, list[str]] = {}
+    asked = stated_actions(text, list(SYNONYMS))
+    for t in targets:
+        stated = stated_actions(text, list(t.actuator.actions))
+        if asked and not stated:
+            if len(targets) == 1:
+                return Intent(
+                    False,
+                    target=t,
+                    error=f"{t.label} cannot {asked[0]}: it can {', '.join(t.actuator.actions)}",
+                )
+            continue
+        if t.actuator.needs_confirmation and len(stated) != 1:
+            if len(targets) == 1:
+                return Intent(
+                    False,
+                    target=t,
+                    error=f"please confirm: say which of "
+                    f"{', '.join(t.actuator.actions)} you want for {t.label}",
+                )
+            continue
+        actions[t.actuator.key] = stated or list(t.actuator.actions)
+    targets = [t for t in targets if t.actuator.key in actions]
+    if not targets:
+        return Intent(False, error="please confirm: name the device and the action outright")
+    raw = generate(system_prompt(targets), text, grammar(targets, actions))
+    return parse_answer(raw, targets)
+
+
+def parse_answer(raw: str, targets: list[Target]) -> Intent:
+    try:
+        data = json.loads(raw)
+        label, action, value = data["target"], data["action"], data["value"]
+    except (ValueError, KeyError, TypeError):
+        return Intent(False, error="could not understand the request", raw=raw)
+    target = next((t for t in targets if t.label == label), None)
+    if target is None or action not in target.actuator.actions:
+        return Intent(False, error="could not understand the request", raw=raw)
+    return Intent(True, target, action, value, raw=raw)

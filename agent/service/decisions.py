@@ -1,0 +1,554 @@
+"""Policies at run time: features -> digest -> engine -> safety -> signed command -> outbox.
+
+Each policy starts on its ``rules`` engine and moves to ``embed`` or ``llm`` only once that
+engine has passed its fitness gate (self-test cases generated from the policy's own band), so
+the agent acts from the first minute and never silently runs a worse engine. Every decision
+is published as a result (SPEC 6) and recorded in the audit table, refusals included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.config import Config, PolicyConfig
+from agent.errors import AgentError
+from agent.inference.worker import InferenceWorker
+from agent.pipeline.core import Pipeline
+from agent.policy import examples as gen
+from agent.policy.digest import InputView, Zone, make_digest, zone
+from agent.policy.engines import (
+    Answer,
+    EmbedEngine,
+    Engine,
+    LlmEngine,
+    RulesEngine,
+    Situation,
+    accuracy,
+)
+from agent.policy.head import SoftmaxHead
+from agent.policy.intents import Registry
+from agent.policy.intents import resolve as resolve_intent
+from agent.policy.safety import Proposal, SafetyLayer, Verdict
+from agent.policy.signing import make_command
+from agent.service.outbox import Outbox
+from agent.storage import Store
+
+log = logging.getLogger(__name__)
+
+TRAIN_EXAMPLES = 240
+GATE_CASES = 60
+DECIDE_TIMEOUT = 20.0
+HEAD_VERSION = 1  # bump when the example generator or the head changes
+
+
+@dataclass
+class PolicyState:
+    policy: PolicyConfig
+    rules: RulesEngine
+    engine: Engine
+    gate: dict[str, Any] = field(default_factory=dict)
+    last_zone: Zone | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def status(self) -> dict[str, Any]:
+        return {"engine": self.engine.name, "requested": self.policy.engine, **self.gate}
+
+
+def situation_of(example: gen.Example) -> Situation:
+    return Situation(example.digest, example.value, example.band, example.zone)
+
+
+def value_for(policy: PolicyConfig, action: str, band: tuple[float, float]) -> float | None:
+    """The setpoint sent with an action: the band's middle, inside the actuator's range."""
+    actuator = policy.actuators[0]
+    respond = actuator.responses
+    if actuator.value is None or (respond is not None and action == respond.inside):
+        return None
+    middle = (band[0] + band[1]) / 2
+    return round(min(max(middle, actuator.value.min), actuator.value.max), 2)
+
+
+class DecisionService:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        agent_id: str,
+        pipeline: Pipeline,
+        safety: SafetyLayer,
+        outbox: Outbox,
+        publish: Callable[..., Any],
+        on_db: Callable[[Callable[[], Any]], Future[Any]],
+        store: Store,
+        worker: InferenceWorker | None,
+        key: bytes,
+        model_sha256: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self.prefix = config.mqtt.prefix
+        self.pipeline = pipeline
+        self.safety = safety
+        self.outbox = outbox
+        self.publish = publish
+        self.on_db = on_db
+        self.store = store
+        self.worker = worker
+        self.key = key
+        self.model_sha256 = model_sha256
+        self.clock = clock
+        self.states = {
+            p.name: PolicyState(p, RulesEngine(p), RulesEngine(p))
+            for p in config.policies
+            if p.targets
+        }
+        for st in self.states.values():
+            st.engine = st.rules
+            if st.policy.engine != "rules":
+                st.gate = {"state": "pending"}
+        self.decisions = 0
+
+    # -- engines and the fitness gate ---------------------------------------------------------
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        if self.worker is None:
+            raise AgentError("no model loaded")
+        return self.worker.call(fn, DECIDE_TIMEOUT)
+
+    def embed(self, text: str) -> np.ndarray:
+        vector: np.ndarray = self._call(lambda m: m.embed(text))
+        return vector
+
+    def prepare(self) -> None:
+        """Build the model engines and gate them (slow: run off the start-up path)."""
+        for st in self.states.values():
+            if st.policy.engine == "rules":
+                continue
+            try:
+                engine = self._build(st.policy)
+                cases = [
+                    (situation_of(e), e.action)
+                    for e in gen.generate(self.config, st.policy, GATE_CASES, seed=7919)
+                ]
+                score = accuracy(engine, cases)
+            except AgentError as exc:
+                st.gate = {"state": "failed", "reason": str(exc)}
+                log.error(
+                    "policy %s: engine %s unavailable (%s); running on rules",
+                    st.policy.name,
+                    st.policy.engine,
+                    exc,
+                )
+                continue
+            passed = score >= st.policy.min_accuracy
+            st.gate = {
+                "state": "passed" if passed else "failed",
+                "accuracy": round(score, 4),
+                "cases": len(cases),
+                "min_accuracy": st.policy.min_accuracy,
+            }
+            if passed:
+                with st.lock:
+                    st.engine = engine
+                log.info(
+                    "policy %s: engine %s passed its fitness gate (%.0f%% on %d cases)",
+                    st.policy.name,
+                    engine.name,
+                    100 * score,
+                    len(cases),
+                )
+            else:
+                log.warning(
+                    "policy %s: engine %s scored %.0f%% < min_accuracy %.0f%% on its "
+                    "self-test; running on rules",
+                    st.policy.name,
+                    engine.name,
+                    100 * score,
+                    100 * st.policy.min_accuracy,
+                )
+
+    def _build(self, policy: PolicyConfig) -> Engine:
+        if policy.engine == "llm":
+            return LlmEngine(
+                policy,
+                lambda s, u: self._call(lambda m: m.chat(s, u)),
+                lambda p, s, o: self._call(lambda m: m.score(p, s, o)),
+            )
+        return EmbedEngine(self.head_for(policy), self.embed)
+
+    def head_path(self, policy: PolicyConfig) -> Path:
+        spec = json.dumps(
+            [
+                HEAD_VERSION,
+                self.model_sha256,
+                policy.model_dump(mode="json"),
+                {k: v.model_dump(mode="json") for k, v in self.config.sensors.items()},
+            ],
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
+        return self.config.agent.data_dir / "heads" / f"{policy.name}-{digest}.json"
+
+    def head_for(self, policy: PolicyConfig) -> SoftmaxHead:
+        """The policy's head: cached in data_dir, else trained on generated examples plus the
+        labels people gave by overriding an actuator."""
+        path = self.head_path(policy)
+        if path.exists():
+            return SoftmaxHead.from_json(path.read_text())
+        return self.train_head(policy)
+
+    def train_head(self, policy: PolicyConfig) -> SoftmaxHead:
+        started = time.monotonic()
+        train = gen.generate(self.config, policy, TRAIN_EXAMPLES, seed=1)
+        pairs = [(e.digest, e.action) for e in train]
+        pairs += self.on_db(lambda: self.store.examples(policy.name)).result(timeout=30)
+        x = np.array([self.embed(d) for d, _ in pairs])
+        head = SoftmaxHead.fit(x, [a for _, a in pairs], list(policy.actuators[0].actions))
+        path = self.head_path(policy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(head.to_json())
+        tmp.replace(path)
+        log.info(
+            "policy %s: trained its head on %d examples in %.1fs",
+            policy.name,
+            len(pairs),
+            time.monotonic() - started,
+        )
+        return head
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def _views(self, policy: PolicyConfig) -> list[InputView] | None:
+        windows = self.pipeline.windows
+        views = []
+        for inp in policy.inputs:
+            device, quantity = inp.split("/")
+            now = self.clock()
+            last = self.pipeline.features(device, quantity, windows[0], now)
+            trend = self.pipeline.features(device, quantity, windows[min(1, len(windows) - 1)], now)
+            if last is None:
+                if inp in policy.targets:
+                    return None  # no recent reading of what the policy keeps in its band
+                continue
+            views.append(
+                InputView(
+                    f"{device} {quantity}",
+                    last.last,
+                    last.unit,
+                    policy.targets.get(inp),
+                    trend.slope_per_min if trend else None,
+                )
+            )
+        return views
+
+    def situation(self, policy: PolicyConfig) -> Situation | None:
+        views = self._views(policy)
+        if views is None:
+            return None
+        primary = next(v for v in views if v.band is not None)
+        assert primary.band is not None
+        return Situation(
+            make_digest(views), primary.value, primary.band, zone(primary.value, primary.band)
+        )
+
+    def on_reading(self, device: str, quantity: str, clean: float) -> str | None:
+        """Called for every stored reading: the policy to run now if an input crossed its band."""
+        key = f"{device}/{quantity}"
+        for st in self.states.values():
+            band = st.policy.targets.get(key)
+            if band is None:
+                continue
+            z = zone(clean, band)
+            crossed = st.last_zone is not None and z != st.last_zone
+            st.last_zone = z
+            if crossed:
+                return st.policy.name
+        return None
+
+    def run(self, name: str, trigger: str = "schedule") -> dict[str, Any] | None:
+        st = self.states.get(name)
+        if st is None:
+            return None
+        situation = self.situation(st.policy)
+        if situation is None:
+            log.info("policy %s: no recent reading of its targets; no decision", name)
+            return None
+        with st.lock:
+            engine = st.engine
+            try:
+                answer = engine.decide(situation)
+            except AgentError as exc:
+                log.warning(
+                    "policy %s: %s engine failed (%s); deciding by rules", name, engine.name, exc
+                )
+                engine, answer = st.rules, st.rules.decide(situation)
+            if engine is not st.rules:
+                st.rules.previous = answer.action
+        return self._act(st.policy, situation, engine.name, answer, trigger)
+
+    def _act(
+        self, policy: PolicyConfig, situation: Situation, engine: str, answer: Answer, trigger: str
+    ) -> dict[str, Any]:
+        now = self.clock()
+        action = answer.action
+        value = value_for(policy, action, situation.band)
+        actuator = policy.actuators[0]
+        self._publish_result(policy, now, action, value, answer)
+        verdict = self.safety.check(
+            Proposal(policy.name, actuator.device, actuator.actuator, action, value),
+            now,
+            self.reading,
+        )
+        decision_id = uuid.uuid4().hex
+        command_id = self._command(
+            policy,
+            actuator.device,
+            actuator.actuator,
+            action,
+            verdict,
+            decision_id,
+            situation.digest,
+            now,
+        )
+        row = {
+            "decision_id": decision_id,
+            "ts": now,
+            "policy": policy.name,
+            "engine": engine,
+            "digest": situation.digest,
+            "model_sha256": self.model_sha256,
+            "prompt_hash": answer.prompt_hash,
+            "raw_output": answer.raw,
+            "scores": json.dumps(answer.scores),
+            "action": action,
+            "value": value,
+            "verdict": "ok" if verdict.allowed else verdict.reason,
+            "command_id": command_id,
+            "source": trigger,
+        }
+        self.on_db(lambda: self.store.audit_add(row))
+        self.decisions += 1
+        return row
+
+    def _command(
+        self,
+        policy: PolicyConfig,
+        device: str,
+        actuator: str,
+        action: str,
+        verdict: Verdict,
+        decision_id: str,
+        reason: str,
+        now: float,
+    ) -> str | None:
+        if not verdict.allowed:
+            log.info(
+                "policy %s: %s %s/%s refused: %s",
+                policy.name,
+                action,
+                device,
+                actuator,
+                verdict.reason,
+            )
+            return None
+        command = make_command(
+            device=device,
+            actuator=actuator,
+            action=action,
+            value=verdict.value,
+            policy=policy.name,
+            agent=self.agent_id,
+            reason=reason,
+            key=self.key,
+            now=now,
+            ttl=policy.safety.command_ttl,
+        )
+        topic = f"{self.prefix}/actuators/{device}/{actuator}/set"
+        if not self.outbox.send(command, decision_id, topic):
+            return None
+        self.safety.record_sent(device, actuator, action, verdict.value, now)
+        log.info(
+            "policy %s: sent %s %s to %s/%s",
+            policy.name,
+            action,
+            "" if verdict.value is None else verdict.value,
+            device,
+            actuator,
+        )
+        return str(command["id"])
+
+    def _publish_result(
+        self, policy: PolicyConfig, now: float, action: str, value: float | None, answer: Answer
+    ) -> None:
+        result = {
+            "agent": self.agent_id,
+            "policy": policy.name,
+            "ts": now,
+            "window_end": now,
+            "action": action,
+            "value": value,
+            "confidence": answer.scores[action],
+            "scores": answer.scores,
+            "model_sha256": self.model_sha256,
+        }
+        topic = f"{self.prefix}/agents/{self.agent_id}/results/{policy.name}"
+        self.publish(topic, json.dumps(result, separators=(",", ":")).encode(), qos=1)
+
+    def reading(self, device: str, quantity: str) -> float | None:
+        f = self.pipeline.features(device, quantity, max(self.pipeline.windows))
+        return None if f is None else f.last
+
+    def enforce_interlocks(self) -> None:
+        """Send what a when/then interlock requires while its condition holds."""
+        now = self.clock()
+        for proposal in self.safety.forced(now, self.reading):
+            verdict = self.safety.check(proposal, now, self.reading)
+            decision_id = uuid.uuid4().hex
+            policy = next(p for p in self.config.policies if p.name == proposal.policy)
+            reason = f"interlock: {proposal.device}/{proposal.actuator} must be {proposal.action}"
+            command_id = self._command(
+                policy,
+                proposal.device,
+                proposal.actuator,
+                proposal.action,
+                verdict,
+                decision_id,
+                reason,
+                now,
+            )
+            row = {
+                "decision_id": decision_id,
+                "ts": now,
+                "policy": policy.name,
+                "engine": "interlock",
+                "digest": reason,
+                "model_sha256": None,
+                "prompt_hash": None,
+                "raw_output": "",
+                "scores": "{}",
+                "action": proposal.action,
+                "value": None,
+                "verdict": "ok" if verdict.allowed else verdict.reason,
+                "command_id": command_id,
+                "source": "interlock",
+            }
+            self.on_db(lambda r=row: self.store.audit_add(r))  # type: ignore[misc]
+
+    # -- what actuators report, and what people ask ------------------------------------------
+
+    def on_state(
+        self, device: str, actuator: str, action: str, value: float | None, command_id: object
+    ) -> None:
+        """An actuator's state (SPEC 5). A change that no command caused is a person overriding
+        us: a label for the situation at that moment, kept for the next head training."""
+        previous = self.safety.reported(device, actuator)
+        self.safety.record_state(device, actuator, action, value)
+        if command_id is not None or previous is None or previous == action:
+            return
+        for st in self.states.values():
+            if (
+                st.policy.actuators[0].key == f"{device}/{actuator}"
+                and action in st.policy.actuators[0].actions
+            ):
+                situation = self.situation(st.policy)
+                if situation is None:
+                    continue
+                log.info(
+                    "policy %s: %s/%s overridden to %s; kept as a labelled example",
+                    st.policy.name,
+                    device,
+                    actuator,
+                    action,
+                )
+                self.on_db(
+                    lambda p=st.policy.name, d=situation.digest: self.store.example_add(  # type: ignore[misc]
+                        self.clock(), p, d, action, "override"
+                    )
+                )
+
+    def handle_intent(self, payload: bytes, registry: Registry) -> dict[str, Any]:
+        """A request (SPEC 7) -> its reply; a command only through the safety layer."""
+        try:
+            request = json.loads(payload)
+            request_id, text = request["id"], request["text"]
+            if not isinstance(text, str):
+                raise TypeError("text must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            rid = request.get("id") if isinstance(locals().get("request"), dict) else None
+            return {"id": rid, "ok": False, "command": None, "error": f"bad request: {exc}"[:200]}
+        intent = resolve_intent(text, registry, self._generate)
+        if not intent.ok or intent.target is None or intent.action is None:
+            return {"id": request_id, "ok": False, "command": None, "error": intent.error}
+        act = intent.target.actuator
+        now = self.clock()
+        verdict = self.safety.check(
+            Proposal(
+                intent.target.policy,
+                act.device,
+                act.actuator,
+                intent.action,
+                intent.value,
+                source="intent",
+            ),
+            now,
+            self.reading,
+        )
+        if not verdict.allowed:
+            return {"id": request_id, "ok": False, "command": None, "error": verdict.reason}
+        decision_id = uuid.uuid4().hex
+        command = make_command(
+            device=act.device,
+            actuator=act.actuator,
+            action=intent.action,
+            value=verdict.value,
+            policy=intent.target.policy,
+            agent=self.agent_id,
+            reason=f"intent: {text}",
+            key=self.key,
+            now=now,
+            ttl=30.0,
+        )
+        topic = f"{self.prefix}/actuators/{act.device}/{act.actuator}/set"
+        self.outbox.send(command, decision_id, topic)
+        self.safety.record_sent(act.device, act.actuator, intent.action, verdict.value, now)
+        row = {
+            "decision_id": decision_id,
+            "ts": now,
+            "policy": intent.target.policy,
+            "engine": "intent",
+            "digest": text[:500],
+            "model_sha256": self.model_sha256,
+            "prompt_hash": None,
+            "raw_output": intent.raw,
+            "scores": "{}",
+            "action": intent.action,
+            "value": verdict.value,
+            "verdict": "ok",
+            "command_id": command["id"],
+            "source": "intent",
+        }
+        self.on_db(lambda: self.store.audit_add(row))
+        return {"id": request_id, "ok": True, "command": command, "error": None}
+
+    def _generate(self, system: str, user: str, grammar: str) -> str:
+        def run(model: Any) -> str:
+            prefix, suffix = model.chat(system, user)
+            text: str = model.generate(prefix, suffix, grammar=grammar, max_tokens=64)
+            return text
+
+        text: str = self._call(run)
+        return text
