@@ -21,6 +21,7 @@ from agent.errors import AgentError, ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CONFIG_HELP = "The agent's YAML configuration file."
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def setup_logging(level: str) -> None:
@@ -246,6 +247,26 @@ def bench_ingest(count: int, devices: int, rounds: int) -> None:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
+@bench.command("decide")
+@click.option("-c", "--config", "config", default=None, type=click.Path(dir_okay=False),
+              help="Config whose policies and devices are measured "
+                   "(default: config/home.example.yaml).")
+@click.option("-n", "--situations", default=200, show_default=True,
+              help="Labelled situations per accuracy set.")
+@click.option("--runs", default=20, show_default=True, help="Decisions timed for latency.")
+def bench_decide(config: str | None, situations: int, runs: int) -> None:
+    """Engine and intent accuracy, decision latency against raw llama.cpp, safety fuzzing."""
+    from agent.bench.decide import run_bench
+
+    cfg = _load(config or str(ROOT / "config" / "home.example.yaml"))
+    setup_logging("WARNING")
+    try:
+        run_bench(cfg, situations_n=situations, runs=runs, echo=click.echo)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 @cli.command()

@@ -447,6 +447,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text: str) -> Any:
+    """YAML as the agent reads it (only true/false are booleans); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+
+
 def format_loc(loc: tuple[int | str, ...]) -> str:
     """``('policies', 0, 'actuators')`` -> ``policies[0].actuators``."""
     out = ""

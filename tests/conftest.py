@@ -17,8 +17,12 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.broker import Mosquitto
+from agent.config import read_yaml
+from agent.policy.signing import generate_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "agent.example.yaml"
@@ -49,6 +53,7 @@ class Collector:
         *filters: str,
         client_id: str = "",
         protocol: MQTTProtocolVersion = paho.MQTTv5,
+        persistent: bool = False,
     ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
@@ -58,10 +63,19 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", port)
-        for f in filters:
-            self.client.subscribe(f, qos=1)
+        self.client.reconnect_delay_set(1, 1)
+        self.filters = filters
+        self.client.on_connect = self._subscribe  # again after a broker restart
+        props = None
+        if persistent:  # the broker keeps our session and queues for us while we are away
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=not persistent, properties=props)
         self.client.loop_start()
+
+    def _subscribe(self, client: paho.Client, *args: Any) -> None:
+        for f in self.filters:
+            client.subscribe(f, qos=1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._lock:
@@ -93,19 +107,30 @@ def collector_factory() -> Iterator[Callable[..., Collector]]:
         c.close()
 
 
-def agent_config(tmp_path: Path, port: int, **overrides: Any) -> Path:
-    """The example config pointed at the test broker and a temp data dir."""
-    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+def agent_config(tmp_path: Path, port: int, *, policies: bool = False, **overrides: Any) -> Path:
+    """The example config pointed at the test broker and a temp data dir; ``policies`` keeps
+    the example's climate policy and gives it a fresh command key (tmp_path/command.key)."""
+    data = read_yaml(EXAMPLE_CONFIG.read_text())
     data["agent"]["id"] = "test-agent"
     data["agent"]["data_dir"] = str(tmp_path / "data")
     data["agent"]["status_interval"] = "1s"
     data["mqtt"]["port"] = port
     data["mqtt"]["reconnect"] = {"min_delay": "1s", "max_delay": "2s"}
     data["sensors"]["temperature"].pop("deadband", None)
-    data["policies"] = []
+    if policies:
+        key = tmp_path / "command.key"
+        if not key.exists():
+            generate_key_file(key)
+        data["security"]["command_key_file"] = str(key)
+    else:
+        data["policies"] = []
+        data["interlocks"] = []
     for dotted, value in overrides.items():
-        section, key = dotted.split("__", 1)
-        data[section][key] = value
+        section, name = dotted.split("__", 1)
+        if section == "policy":
+            data["policies"][0][name] = value
+        else:
+            data[section][name] = value
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def start_agent(
     broker: Mosquitto,
     agent_factory: Callable[[Path], AgentProcess],
     watch: Collector,
-    **overrides: object,
+    **overrides: Any,
 ) -> AgentProcess:
     cfg = agent_config(tmp_path, broker.port, **overrides)
     seen = len(watch.on(STATUS))

@@ -197,12 +197,12 @@ def _quote(s: str) -> str:
     return '"\\"' + s + '\\""'
 
 
-def grammar(targets: list[Target], actions: dict[str, list[str]]) -> str:
+def grammar(targets: list[Target], actions: dict[str, list[str]], numbers: bool = True) -> str:
     """GBNF: one alternative per target, with only that target's (stated) actions."""
     rules = []
     for i, t in enumerate(targets):
         acts = " | ".join(_quote(a) for a in actions[t.actuator.key])
-        value = "value" if t.actuator.value is not None else '"null"'
+        value = "value" if t.actuator.value is not None and numbers else '"null"'
         rules.append(
             f'target{i} ::= "{{\\"target\\": " {_quote(t.label)} '
             f'", \\"action\\": " ( {acts} ) ", \\"value\\": " {value} "}}"'
@@ -264,7 +264,10 @@ def resolve(text: str, registry: Registry, generate: Generate) -> Intent:
     targets = [t for t in targets if t.actuator.key in actions]
     if not targets:
         return Intent(False, error="please confirm: name the device and the action outright")
-    raw = generate(system_prompt(targets), text, grammar(targets, actions))
+    # chat-template markers in the text would become control tokens: the text is only data
+    safe = text.replace("<|", "< |").replace("|>", "| >")
+    numbers = bool(_NUMBER.search(text))  # no number said: the model may not invent one
+    raw = generate(system_prompt(targets), safe, grammar(targets, actions, numbers))
     return parse_answer(raw, targets)
 
 

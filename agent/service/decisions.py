@@ -120,6 +120,20 @@ class DecisionService:
             if st.policy.engine != "rules":
                 st.gate = {"state": "pending"}
         self.decisions = 0
+        self.stopping = False
+
+    def restore_history(self) -> int:
+        """Tell the safety layer what was sent in the last hour, so that a restart neither
+        repeats a command nor forgets a rate limit."""
+        rows = self.on_db(lambda: self.store.outbox_since(self.clock() - 3600)).result(timeout=30)
+        for row in rows:
+            try:
+                cmd = json.loads(row.payload)
+                self.safety.record_sent(cmd["device"], cmd["actuator"], cmd["action"],
+                                        cmd["value"], float(cmd["ts"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("outbox row %s is unreadable; skipped", row.id)
+        return len(rows)
 
     # -- engines and the fitness gate ---------------------------------------------------------
 
@@ -145,6 +159,8 @@ class DecisionService:
                 ]
                 score = accuracy(engine, cases)
             except AgentError as exc:
+                if self.stopping:
+                    return
                 st.gate = {"state": "failed", "reason": str(exc)}
                 log.error(
                     "policy %s: engine %s unavailable (%s); running on rules",

@@ -112,6 +112,8 @@ class Agent:
         if self.outbox is not None:
             self.outbox.poll()
         self.ingestor.stop()
+        if self.decisions is not None:
+            self.decisions.stopping = True
         if self.worker is not None:
             self.worker.stop()
         if self.mqtt.connected and not self.mqtt.publish_wait(
@@ -259,6 +261,7 @@ class Agent:
         assert self.decisions is not None and self.outbox is not None
         if self.worker is not None:
             self.worker.start()
+        self.decisions.restore_history()
         self.outbox.resume()
         self.scheduler.add_job(self.outbox.poll, "interval", seconds=0.5, id="outbox")
         self.scheduler.add_job(

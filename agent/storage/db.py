@@ -261,6 +261,13 @@ class Store:
         return int(self.conn.execute(
             "SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0])
 
+    def outbox_since(self, since: float) -> list[OutboxRow]:
+        """Commands made since ``since`` that were or may yet be delivered, oldest first."""
+        return [OutboxRow(*row) for row in self.conn.execute(
+            "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
+            "FROM outbox WHERE created >= ? AND state != 'expired' ORDER BY created, rowid",
+            (since,))]
+
     def outbox_rows(self, limit: int = 50) -> list[OutboxRow]:
         rows = self.conn.execute(
             "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
