@@ -129,8 +129,9 @@ class DecisionService:
         for row in rows:
             try:
                 cmd = json.loads(row.payload)
-                self.safety.record_sent(cmd["device"], cmd["actuator"], cmd["action"],
-                                        cmd["value"], float(cmd["ts"]))
+                self.safety.record_sent(
+                    cmd["device"], cmd["actuator"], cmd["action"], cmd["value"], float(cmd["ts"])
+                )
             except (ValueError, KeyError, TypeError):
                 log.warning("outbox row %s is unreadable; skipped", row.id)
         return len(rows)
@@ -146,10 +147,26 @@ class DecisionService:
         vector: np.ndarray = self._call(lambda m: m.embed(text))
         return vector
 
-    def prepare(self) -> None:
+    def retrain(self) -> None:
+        """Retrain ``embed`` heads that have new labels (people overriding an actuator), and
+        swap a new head in only if it passes the fitness gate."""
+        for st in self.states.values():
+            if st.policy.engine != "embed" or self.stopping:
+                continue
+            labels = self._labels(st.policy.name)
+            if labels == st.gate.get("labels", 0):
+                continue
+            log.info("policy %s: %d labelled examples; retraining its head", st.policy.name, labels)
+            self.head_path(st.policy).unlink(missing_ok=True)
+            self.prepare([st.policy.name])
+
+    def _labels(self, policy: str) -> int:
+        return len(self.on_db(lambda: self.store.examples(policy)).result(timeout=30))
+
+    def prepare(self, names: list[str] | None = None) -> None:
         """Build the model engines and gate them (slow: run off the start-up path)."""
         for st in self.states.values():
-            if st.policy.engine == "rules":
+            if st.policy.engine == "rules" or (names is not None and st.policy.name not in names):
                 continue
             try:
                 engine = self._build(st.policy)
@@ -175,6 +192,7 @@ class DecisionService:
                 "accuracy": round(score, 4),
                 "cases": len(cases),
                 "min_accuracy": st.policy.min_accuracy,
+                "labels": self._labels(st.policy.name),
             }
             if passed:
                 with st.lock:

@@ -267,6 +267,9 @@ class Agent:
         self.scheduler.add_job(
             self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
         )
+        self.scheduler.add_job(
+            self.decisions.retrain, "interval", hours=1, id="retrain", max_instances=1
+        )
         for name, st in self.decisions.states.items():
             self.scheduler.add_job(
                 self._decide,
