@@ -93,9 +93,19 @@ class RulesEngine:
         scores[self.respond.above or self.respond.inside] += p_above
         scores[self.respond.below or self.respond.inside] += p_below
         scores[self.respond.inside] += max(0.0, 1.0 - p_above - p_below)
-        answer = Answer(
-            normalise(scores), json.dumps({"above": round(p_above, 4), "below": round(p_below, 4)})
+        # the soft scores are for averaging with peers; the decision itself is exact: half the
+        # mass on the action the band says, so it always has the highest score
+        zone = (
+            "above"
+            if situation.value > hi_edge
+            else "below"
+            if situation.value < lo_edge
+            else "inside"
         )
+        decided = getattr(self.respond, zone) or self.respond.inside
+        soft = normalise(scores)
+        final = {a: 0.5 * v + (0.5 if a == decided else 0.0) for a, v in soft.items()}
+        answer = Answer(final, json.dumps({"above": round(p_above, 4), "below": round(p_below, 4)}))
         self.previous = answer.action
         return answer
 
