@@ -250,11 +250,21 @@ def bench_ingest(count: int, devices: int, rounds: int) -> None:
 
 
 @bench.command("decide")
-@click.option("-c", "--config", "config", default=None, type=click.Path(dir_okay=False),
-              help="Config whose policies and devices are measured "
-                   "(default: config/home.example.yaml).")
-@click.option("-n", "--situations", default=200, show_default=True,
-              help="Labelled situations per accuracy set.")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Config whose policies and devices are measured (default: config/home.example.yaml).",
+)
+@click.option(
+    "-n",
+    "--situations",
+    default=200,
+    show_default=True,
+    help="Labelled situations per accuracy set.",
+)
 @click.option("--runs", default=20, show_default=True, help="Decisions timed for latency.")
 def bench_decide(config: str | None, situations: int, runs: int) -> None:
     """Engine and intent accuracy, decision latency against raw llama.cpp, safety fuzzing."""
@@ -276,29 +286,69 @@ def bench_decide(config: str | None, situations: int, runs: int) -> None:
     "config",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Agent config to run (default: config/agent.example.yaml).",
+    help="Agent config of the home (default: config/home.example.yaml).",
 )
-@click.option("--duration", default=30.0, show_default=True, help="Seconds to run.")
+@click.option(
+    "-s",
+    "--scenario",
+    default="normal-day",
+    show_default=True,
+    help="A scenario name from config/scenarios/ or a scenario file.",
+)
+@click.option(
+    "--duration",
+    default=120.0,
+    show_default=True,
+    help="Real seconds to run (Ctrl-C stops earlier).",
+)
+@click.option(
+    "--speed", default=120.0, show_default=True, help="Simulated seconds per real second."
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Write a PNG chart of each room's temperature with the commands marked.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    help="Where the demo keeps its database (default: a temporary folder).",
+    help="Where the demo keeps its database, key and trained heads (default: data/demo).",
 )
-def demo(config: str | None, duration: float, data_dir: str | None) -> None:
-    """Run a broker, simulated sensors and the agent on this machine, and show what it does."""
+@click.option("--no-agent", is_flag=True, help="Run the home with nobody acting, to compare.")
+@click.option("--headless", is_flag=True, help="Progress lines instead of the live view.")
+def demo(
+    config: str | None,
+    scenario: str,
+    duration: float,
+    speed: float,
+    report: str | None,
+    data_dir: str | None,
+    no_agent: bool,
+    headless: bool,
+) -> None:
+    """Run a broker, a simulated home and the agent on this machine, and show what happens."""
     from agent.demo import run_demo
 
-    path = (
-        Path(config)
-        if config
-        else Path(__file__).resolve().parent.parent / "config" / "agent.example.yaml"
-    )
-    cfg = _load(str(path))
-    setup_logging("ERROR")  # rejections are shown in the table, not as log lines
+    if config:
+        _load(config)  # exit 2 with every error before anything starts
+    setup_logging("ERROR")
     try:
         run_demo(
-            cfg, duration=duration, data_dir=Path(data_dir) if data_dir else None, echo=click.echo
+            config_path=Path(config) if config else None,
+            scenario=scenario,
+            duration=duration,
+            speed=speed,
+            data_dir=Path(data_dir) if data_dir else None,
+            report=Path(report) if report else None,
+            with_agent=not no_agent,
+            live=False if headless else None,
+            echo=click.echo,
         )
+    except ConfigError as exc:
+        click.echo("demo: invalid scenario or config:", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
     except AgentError as exc:
         click.echo(f"demo: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None

@@ -1,189 +1,335 @@
-"""``edge-agent demo``: a private broker, simulated sensors with faults, and the agent.
+"""``edge-agent demo``: the whole system on one machine, with no set-up.
 
-It shows, as it happens, what the agent stores and how it cleans: raw and cleaned values,
-outliers replaced, duplicates dropped, bad messages rejected, and the windowed features.
+A private Mosquitto on a free loopback port, a simulated home (``firmware_sim``) running a
+scenario faster than real time, and an agent with the bundled model and the example home
+policies. A live view shows each room against its band, the agent's last decision and reason,
+the commands sent, accepted and rejected; the summary compares the time each room spent in its
+band with the same scenario left alone, and ``--report`` charts it.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.broker import Mosquitto
-from agent.config import Config
+from agent.config import Config, load_config
+from agent.errors import AgentError
+from agent.policy.signing import generate_key_file, load_key
 from agent.service.runtime import Agent
-from firmware_sim.load import connect
-from firmware_sim.sensors import SensorSim
+from firmware_sim.house import House, Snapshot
+from firmware_sim.report import summary_lines
 
-RATE_HZ = 4.0
-
-
-def demo_sensors(prefix: str) -> list[SensorSim]:
-    return [
-        SensorSim(
-            "livingroom-1",
-            "temperature",
-            22.0,
-            amplitude=2.0,
-            period_s=60,
-            noise=0.08,
-            spike_prob=0.03,
-            duplicate_prob=0.05,
-            seed=1,
-            prefix=prefix,
-        ),
-        SensorSim(
-            "livingroom-1",
-            "humidity",
-            45.0,
-            amplitude=5.0,
-            period_s=90,
-            noise=0.8,
-            bare_prob=0.3,
-            seed=2,
-            prefix=prefix,
-        ),
-        SensorSim(
-            "kitchen-1",
-            "temperature",
-            24.0,
-            amplitude=1.5,
-            period_s=45,
-            noise=0.1,
-            fahrenheit=True,
-            malformed_prob=0.04,
-            seed=3,
-            prefix=prefix,
-        ),
-        SensorSim(
-            "kitchen-1",
-            "co2",
-            800.0,
-            amplitude=300.0,
-            period_s=120,
-            noise=15.0,
-            spike_prob=0.03,
-            spike_size=2500.0,
-            seed=4,
-            prefix=prefix,
-        ),
-    ]
+ROOT = Path(__file__).resolve().parent.parent
+HOME = ROOT / "config" / "home.example.yaml"
+Echo = Callable[[str], None]
 
 
-def _publish_loop(sensors: list[SensorSim], port: int, stop: threading.Event) -> None:
-    client = connect("127.0.0.1", port, client_id="demo-sensors")
-    try:
-        while not stop.wait(1.0 / RATE_HZ):
-            now = time.time()
-            for sensor in sensors:
-                for payload in sensor.messages(now):
-                    client.publish(sensor.topic, payload, qos=1)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+@dataclass(frozen=True)
+class DemoResult:
+    in_band: dict[str, float]  # room -> share of time inside its band, with the agent
+    baseline: dict[str, float]  # the same scenario and simulated time with no agent
+    sim_seconds: float
+    commands_sent: int
+    accepted: int
+    rejected: int
+    errors: int
 
 
-def _table(db: Path, agent: Agent) -> list[str]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = conn.execute(
-            "SELECT device, quantity, unit, count(*), sum(outlier), "
-            "(SELECT raw || coalesce(raw_unit, '') || '|' || clean FROM readings r2 "
-            " WHERE r2.series_id = series.id ORDER BY r2.id DESC LIMIT 1) "
-            "FROM readings JOIN series ON series.id = series_id GROUP BY series.id "
-            "ORDER BY device, quantity"
-        ).fetchall()
-    except sqlite3.OperationalError:
-        rows = []
-    finally:
-        conn.close()
-    lines = [
-        f"{'series':26} {'stored':>6} {'outliers':>8} {'last raw':>10} {'clean':>8} "
-        f"{'unit':4} {'1m mean':>8} {'min':>8} {'max':>8} {'slope/min':>9}"
-    ]
-    for device, quantity, unit, count, outliers, last in rows:
-        raw, _, clean = (last or "||").partition("|")
-        f = agent.pipeline.features(device, quantity, 60.0)
-        stats = (
-            ""
-            if f is None
-            else f"{f.mean:>8.2f} {f.min:>8.2f} {f.max:>8.2f} "
-            f"{'' if f.slope_per_min is None else format(f.slope_per_min, '.2f'):>9}"
-        )
-        lines.append(
-            f"{device + '/' + quantity:26} {count:>6} {outliers:>8} {raw:>10} "
-            f"{float(clean):>8.2f} {unit or '':4} {stats}"
-        )
-    c = agent.ingestor.counters
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(c.rejected_by_reason.items())) or "none"
-    lines.append(
-        f"messages {c.received}: stored {agent.ingestor.rows_total}, within the "
-        f"deadband (not written) {c.suppressed}, duplicates dropped {c.duplicates}, "
-        f"rejected {c.rejected} ({reasons})"
-    )
-    return lines
-
-
-def run_demo(
-    config: Config, *, duration: float, data_dir: Path | None, echo: Callable[[str], None]
-) -> None:
-    tmp = None
-    if data_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="edge-demo-")
-        data_dir = Path(tmp.name)
-    live = sys.stdout.isatty()
-    with Mosquitto() as broker:
-        cfg = config.model_copy(
+def demo_config(
+    base: Config, data_dir: Path, broker: Mosquitto, key_file: Path, speed: float
+) -> Config:
+    """The home config pointed at the private broker, deciding on the accelerated clock."""
+    tick = max(1.0, 240.0 / speed)  # a decision every 4 simulated minutes (at least 1 s)
+    policies = [
+        p.model_copy(
             update={
-                "agent": config.agent.model_copy(
-                    update={"id": "demo-agent", "data_dir": data_dir, "status_interval": 5.0}
-                ),
-                "mqtt": config.mqtt.model_copy(
-                    update={"host": broker.host, "port": broker.port, "subscriptions": None}
+                "every": tick,
+                "safety": p.safety.model_copy(
+                    update={"min_interval": tick / 2, "min_dwell": tick, "max_per_hour": 3600}
                 ),
             }
         )
-        echo(f"demo: Mosquitto on {broker.host}:{broker.port}, database {cfg.db_path}")
-        echo(
-            "demo: decisions arrive with the decision engine (issue 3); this demo shows ingest"
-            " and cleaning"
+        for p in base.policies
+    ]
+    return base.model_copy(
+        update={
+            "agent": base.agent.model_copy(update={"data_dir": data_dir, "status_interval": 2.0}),
+            "mqtt": base.mqtt.model_copy(update={"host": broker.host, "port": broker.port}),
+            "security": base.security.model_copy(update={"command_key_file": key_file}),
+            "policies": policies,
+        }
+    )
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """A fresh database each run; trained heads and the key are kept, so a second run starts
+    deciding with the model at once."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("edge-agent.db", "edge-agent.db-wal", "edge-agent.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+    key_file = data_dir / "command.key"
+    if not key_file.exists():
+        generate_key_file(key_file)
+    return key_file
+
+
+def last_decisions(db: Path) -> dict[str, dict[str, Any]]:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = conn.execute(
+            "SELECT policy, engine, action, value, verdict, digest, command_id FROM audit "
+            "WHERE id IN (SELECT max(id) FROM audit GROUP BY policy)"
+        ).fetchall()
+        sent = dict(
+            conn.execute(
+                "SELECT json_extract(payload, '$.device'), count(*) FROM outbox GROUP BY 1"
+            ).fetchall()
         )
-        agent = Agent(cfg)
-        agent.start()
-        if not agent.mqtt.wait_connected(10):
-            agent.stop()
-            raise SystemExit("demo: the agent could not connect to the broker")
-        stop = threading.Event()
-        sensors = demo_sensors(cfg.mqtt.prefix)
-        pub = threading.Thread(target=_publish_loop, args=(sensors, broker.port, stop), daemon=True)
-        pub.start()
-        start = time.monotonic()
-        try:
-            while (left := duration - (time.monotonic() - start)) > 0:
-                time.sleep(min(1.0 if live else 5.0, left))
-                lines = _table(cfg.db_path, agent)
-                if live:
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                echo(
-                    f"edge-agent demo: {time.monotonic() - start:5.1f}s of {duration:g}s "
-                    f"(Ctrl-C stops)"
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    out = {}
+    for policy, engine, action, value, verdict, digest, command_id in rows:
+        out[policy] = {
+            "engine": engine,
+            "action": action,
+            "value": value,
+            "verdict": verdict,
+            "digest": digest,
+            "command": command_id,
+        }
+    out["_sent"] = sent
+    return out
+
+
+def bar(value: float, band: tuple[float, float], width: int = 24) -> str:
+    lo, hi = band[0] - 4, band[1] + 4
+    cells = []
+    for i in range(width):
+        t = lo + (hi - lo) * (i + 0.5) / width
+        cells.append("=" if band[0] <= t <= band[1] else "-")
+    pos = int(max(0, min(width - 1, (value - lo) / (hi - lo) * width)))
+    cells[pos] = "#"
+    return "".join(cells)
+
+
+def view(snap: Snapshot, agent: Agent | None, scenario: str, speed: float) -> list[str]:
+    lines = [
+        f"edge-agent demo: scenario {scenario}, {snap.clock} (x{speed:g}), outside "
+        f"{snap.outside:.1f} C, broker {'up' if snap.connected else 'DOWN'}"
+    ]
+    decisions = {} if agent is None else last_decisions(agent.config.db_path)
+    policies = (
+        {}
+        if agent is None
+        else {p.actuators[0].device: p for p in agent.config.policies if p.targets}
+    )
+    for room in snap.rooms.values():
+        if room.target is None:
+            continue
+        hvac = (
+            "-"
+            if room.hvac is None
+            else (room.hvac.action + ("" if room.hvac.value is None else f" {room.hvac.value:g}"))
+        )
+        lines.append(
+            f"  {room.name:<11} {room.temperature:5.1f} C [{bar(room.temperature, room.target)}] "
+            f"{room.target[0]:g}-{room.target[1]:g}  hvac {hvac:<8} in band "
+            f"{room.in_band_fraction or 0:4.0%}"
+        )
+        device = next((d for d, p in policies.items() if d.startswith(room.name)), None)
+        policy = policies.get(device) if device else None
+        d = decisions.get(policy.name) if policy else None
+        if d:
+            reason = d["verdict"] if d["verdict"] != "ok" else "sent"
+            lines.append(
+                f"      last decision [{d['engine']}]: {d['action']} -> {reason}; "
+                f"{str(d['digest'])[:90]}"
+            )
+    sent = sum(decisions.get("_sent", {}).values()) if decisions else 0
+    lines.append(
+        f"  commands: {sent} sent by the agent, {snap.accepted} accepted and "
+        f"{snap.rejected} rejected by the actuators"
+    )
+    if agent is not None:
+        engines = ", ".join(
+            f"{n}: {s.engine.name}"
+            for n, s in (agent.decisions.states.items() if agent.decisions else [])
+        )
+        lines.append(
+            f"  agents online: {agent.id} ({engines}); readings stored "
+            f"{agent.ingestor.rows_total}, rejected {agent.ingestor.counters.rejected}"
+        )
+    return lines
+
+
+def baseline(scenario: str, sim_seconds: float, key: bytes, speed: float) -> dict[str, float]:
+    """The same scenario with nobody acting, ticked offline to the same simulated time."""
+    house = House.from_scenario(scenario, "127.0.0.1", 1, key=key, speed=speed)
+    while house.sim_time < sim_seconds:
+        house.tick()
+    return {
+        r.name: r.in_band_fraction or 0.0
+        for r in house.snapshot().rooms.values()
+        if r.target is not None
+    }
+
+
+def chart(house: House, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snap = house.snapshot()
+    rooms = [r for r in snap.rooms.values() if r.target is not None]
+    fig, axes = plt.subplots(
+        len(rooms), 1, figsize=(10, 2.6 * len(rooms)), sharex=True, squeeze=False
+    )
+    device_room = house.room_of
+    for ax, room in zip(axes[:, 0], rooms, strict=True):
+        pts = [(s.t / 3600, s.temperature) for s in house.series if s.room == room.name]
+        assert room.target is not None
+        ax.axhspan(room.target[0], room.target[1], color="tab:green", alpha=0.15, label="band")
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", label="temperature")
+        colours = {"heat": "tab:red", "cool": "tab:cyan", "off": "tab:gray"}
+        for c in house.commands:
+            if device_room.get(f"{c.device}/{c.actuator}") == room.name and c.actuator == "hvac":
+                ax.axvline(c.t / 3600, color=colours.get(c.action, "black"), alpha=0.6, lw=1)
+                ax.annotate(
+                    c.action,
+                    (c.t / 3600, room.target[1] + 0.3),
+                    fontsize=7,
+                    color=colours.get(c.action, "black"),
                 )
-                echo("\n".join(lines))
+        ax.set_ylabel(f"{room.name} (C)")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("simulated hours")
+    axes[0, 0].set_title(title)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_demo(
+    *,
+    config_path: Path | None = None,
+    scenario: str = "normal-day",
+    duration: float = 120.0,
+    speed: float = 120.0,
+    data_dir: Path | None = None,
+    report: Path | None = None,
+    with_agent: bool = True,
+    live: bool | None = None,
+    echo: Echo = print,
+) -> DemoResult:
+    live = sys.stdout.isatty() if live is None else live
+    data_dir = data_dir or ROOT / "data" / "demo"
+    key_file = prepare_data_dir(data_dir)
+    key = load_key(key_file)
+    base = load_config(config_path or HOME)
+    with Mosquitto() as broker:
+        cfg = demo_config(base, data_dir, broker, key_file, speed)
+        echo(
+            f"demo: Mosquitto on {broker.host}:{broker.port}; scenario {scenario} at x{speed:g}; "
+            f"data in {data_dir}"
+        )
+        agent = Agent(cfg) if with_agent else None
+        house = House.from_scenario(scenario, broker.host, broker.port, key=key, speed=speed)
+        if agent is not None:
+            agent.start()
+        house.start()
+        try:
+            _watch(house, agent, broker, scenario, duration, speed, live, echo)
         except KeyboardInterrupt:
             echo("demo: interrupted")
         finally:
-            stop.set()
-            pub.join(5)
-            time.sleep(0.5)
-            agent.stop()
-        echo("\nsummary")
-        echo("\n".join(_table(cfg.db_path, agent)))
-    if tmp is not None:
-        tmp.cleanup()
-    else:
-        echo(f"the database stays in {cfg.db_path}: edge-agent readings -c <config> shows it")
+            house.stop()
+            if agent is not None:
+                agent.stop()
+        return _summary(house, agent, scenario, key, speed, report, echo)
+
+
+def _watch(
+    house: House,
+    agent: Agent | None,
+    broker: Mosquitto,
+    scenario: str,
+    duration: float,
+    speed: float,
+    live: bool,
+    echo: Echo,
+) -> None:
+    started = time.monotonic()
+    last_print = 0.0
+    end = house.scenario.duration
+    while time.monotonic() - started < duration and house.sim_time < end:
+        time.sleep(0.5)
+        if house.error is not None:
+            raise AgentError(f"the simulated home stopped: {house.error}")
+        outage = house.in_outage()
+        if outage and broker.proc is not None:
+            echo("demo: the scenario cuts the broker now")
+            broker.stop()
+        elif not outage and broker.proc is None:
+            echo("demo: the broker is back")
+            broker.start()
+        now = time.monotonic()
+        if live or now - last_print >= 10:
+            last_print = now
+            lines = view(house.snapshot(), agent, scenario, speed)
+            if live:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            echo("\n".join(lines))
+
+
+def _summary(
+    house: House,
+    agent: Agent | None,
+    scenario: str,
+    key: bytes,
+    speed: float,
+    report: Path | None,
+    echo: Echo,
+) -> DemoResult:
+    snap = house.snapshot()
+    in_band = {
+        r.name: r.in_band_fraction or 0.0 for r in snap.rooms.values() if r.target is not None
+    }
+    alone = baseline(scenario, snap.sim_time, key, speed)
+    echo("")
+    echo(f"summary after {snap.sim_time / 3600:.1f} simulated hours ({snap.clock}):")
+    echo("\n".join(summary_lines(snap)))
+    for room, share in in_band.items():
+        echo(
+            f"  {room:<11} in band {share:5.1%} with the agent, {alone.get(room, 0.0):5.1%} "
+            f"left alone"
+        )
+    sent = errors = 0
+    if agent is not None:
+        sent = agent.outbox.delivered + agent.outbox.depth if agent.outbox else 0
+        errors = agent.ingestor.counters.rejected
+        engines = json.dumps(
+            {n: s.status() for n, s in (agent.decisions.states.items() if agent.decisions else [])}
+        )
+        echo(
+            f"  agent: {agent.decisions.decisions if agent.decisions else 0} decisions, "
+            f"{sent} commands sent, {errors} bad sensor messages rejected; engines {engines}"
+        )
+    if report is not None:
+        chart(house, report, f"edge-agent demo: {scenario}")
+        echo(f"  chart written to {report}")
+    return DemoResult(in_band, alone, snap.sim_time, sent, snap.accepted, snap.rejected, errors)
