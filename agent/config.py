@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -480,38 +480,45 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def _messages(exc: ValidationError, tree: yaml.Node | None) -> list[str]:
+def validation_errors(exc: ValidationError, tree: yaml.Node | None) -> list[str]:
+    """Every error of a pydantic validation as ``path: message (line N)``."""
     out = []
     for err in exc.errors(include_url=False):
-        loc = tuple(
-            p
-            for p in err["loc"]
-            if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
-        )
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and
+                                                   p.startswith(("function-", "tagged-"))))
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             msg = "unknown key"
-        where = format_loc(loc) or "(top level)"
         line = _line_of(tree, loc)
-        out.append(f"{where}: {msg}" + (f" (line {line})" if line else ""))
+        out.append(f"{format_loc(loc) or '(top level)'}: {msg}" +
+                   (f" (line {line})" if line else ""))
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_yaml(model: type[M], text: str, source: str,
+                  error: type[ConfigError] = ConfigError) -> M:
+    """YAML text -> ``model``, or ``error`` listing every problem with its path and line."""
+    try:
+        tree = yaml.compose(text, Loader=_Loader)
+        data: Any = read_yaml(text)
+    except yaml.YAMLError as exc:
+        raise error([f"{source}: not valid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error([f"{source}: the top level must be a mapping of sections"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(validation_errors(exc, tree)) from None
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text; raise :class:`ConfigError` with every problem and its path."""
-    try:
-        tree = yaml.compose(text, Loader=_Loader)
-        data: Any = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_messages(exc, tree)) from None
+    return validate_yaml(Config, text, source)
 
 
 def load_config(path: str | Path) -> Config:

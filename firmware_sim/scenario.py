@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from agent.config import format_loc, parse_duration, read_yaml
+from agent.config import parse_duration, validate_yaml, validation_errors
 from agent.errors import ConfigError
 from firmware_sim.actuators import ActuatorSpec, valid_value
 from firmware_sim.physics import RoomParams, Weather
@@ -244,49 +244,17 @@ def _event_errors(event: Event, specs: dict[str, tuple[str, ActuatorSpec]]) -> l
     return []
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The 1-based line of the deepest node on ``loc`` that exists in the YAML source."""
-    line = None if node is None else node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-        else:
-            break
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def _messages(exc: ValidationError, tree: yaml.Node | None) -> list[str]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(
-            p
-            for p in err["loc"]
-            if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
-        )
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            msg = "unknown key"
-        line = _line_of(tree, loc)
-        out.append(
-            f"{format_loc(loc) or '(top level)'}: {msg}" + (f" (line {line})" if line else "")
-        )
-    return out
-
-
 def _validate(data: Any, tree: yaml.Node | None, source: str) -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError([f"{source}: the top level must be a mapping"])
     try:
         scenario = Scenario.model_validate(dict(data))
     except ValidationError as exc:
-        raise ScenarioError(_messages(exc, tree)) from None
+        raise ScenarioError(validation_errors(exc, tree)) from None
+    return _checked(scenario)
+
+
+def _checked(scenario: Scenario) -> Scenario:
     errors = cross_check(scenario)
     if errors:
         raise ScenarioError(errors)
@@ -295,12 +263,7 @@ def _validate(data: Any, tree: yaml.Node | None, source: str) -> Scenario:
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     """Validate YAML text; raise :class:`ScenarioError` with every problem and its path."""
-    try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = read_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError([f"{source}: not valid YAML: {exc}"]) from None
-    return _validate(data, tree, source)
+    return _checked(validate_yaml(Scenario, text, source, ScenarioError))
 
 
 def scenario_from(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario:

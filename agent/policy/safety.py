@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from agent.config import ActuatorConfig, Config, InterlockConfig, SafetyConfig
 from agent.errors import ConfigError
+from agent.policy.signing import finite_number as _number
 
 Reading = Callable[[str, str], float | None]  # (device, quantity) -> latest cleaned value
 SOURCES = ("policy", "intent", "interlock")
@@ -163,17 +164,6 @@ class _Track:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 1] + "…"
-
-
-def _number(value: object) -> float | None:
-    """A real, finite number as a float; None for anything else (bool, str, NaN, huge int)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _check_value(act: ActuatorConfig, action: str, value: object) -> float | _Refused | None:

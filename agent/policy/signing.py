@@ -138,10 +138,10 @@ def make_command(
     nonce: str | None = None,
 ) -> dict[str, object]:
     """A signed SPEC 4 command, valid from ``now`` until ``now + ttl``."""
-    number = None if value is None else _number(value)
+    number = None if value is None else finite_number(value)
     if value is not None and number is None:
         raise AgentError(f"a command's value must be a finite number or None, got {value!r}")
-    if _number(now) is None or _number(ttl) is None or ttl <= 0:
+    if finite_number(now) is None or finite_number(ttl) is None or ttl <= 0:
         raise AgentError(f"a command needs a finite time and a positive ttl, got {now!r}, {ttl!r}")
     command: dict[str, object] = {
         "id": command_id if command_id is not None else uuid.uuid4().hex,
@@ -232,14 +232,14 @@ def parse_command(payload: bytes | Mapping[str, object]) -> dict[str, object] | 
         value = command.get(name, ...)
         if isinstance(value, bool) or not isinstance(value, types):
             return None
-    if _number(command["ts"]) is None or _number(command["expires"]) is None:
+    if finite_number(command["ts"]) is None or finite_number(command["expires"]) is None:
         return None
-    if command["value"] is not None and _number(command["value"]) is None:
+    if command["value"] is not None and finite_number(command["value"]) is None:
         return None
     return command
 
 
-def _number(value: object) -> float | None:
+def finite_number(value: object) -> float | None:
     """A finite number as a float; None for anything else (booleans, NaN, huge integers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -265,7 +265,7 @@ def check_command(
         return "malformed"
     if not verify(command, key):
         return "bad signature"
-    ts, expires = _number(command["ts"]), _number(command["expires"])
+    ts, expires = finite_number(command["ts"]), finite_number(command["expires"])
     if ts is None or expires is None:  # parse_command has made sure they are numbers
         return "malformed"
     if now < ts - skew:
