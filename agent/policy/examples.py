@@ -13,8 +13,26 @@ from dataclasses import dataclass
 from agent.config import Config, PolicyConfig
 from agent.policy.digest import InputView, Zone, make_digest, zone
 
-LABEL_STYLES = ("device", "room", "plain")
+LABEL_STYLES = ("device", "room", "plain", "place", "in")
 HELD_OUT_STYLES = ("the", "sensor")
+PLACES = (
+    "office",
+    "studio",
+    "attic",
+    "cellar",
+    "nursery",
+    "lobby",
+    "workshop",
+    "den",
+    "loft",
+    "pantry",
+    "porch",
+    "guest room",
+    "library",
+    "gym",
+    "greenhouse",
+    "server room",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +44,15 @@ class Example:
     band: tuple[float, float]
 
 
-def label(device: str, quantity: str, style: str) -> str:
+def label(device: str, quantity: str, style: str, other: str = "office") -> str:
+    """How an input is named in a digest; ``other`` is a place name unrelated to the device."""
     place = device.rsplit("-", 1)[0].replace("-", " ").replace("_", " ")
     return {
         "device": f"{device} {quantity}",
         "room": f"room {quantity}",
         "plain": quantity,
+        "place": f"{other} {quantity}",
+        "in": f"{quantity} in the {other}",
         "the": f"the {place} {quantity}",
         "sensor": f"{quantity} at sensor {device}",
     }[style]
@@ -77,6 +98,7 @@ def generate(
             mid, half = sum(own) / 2 + offset, (own[1] - own[0]) / 2 * stretch
             band = (round(mid - half, 1), round(mid + half, 1))
         style = rng.choice(styles)
+        other = rng.choice(PLACES)
         value = round(sample_value(rng, band), 1)
         views = []
         for inp in policy.inputs:
@@ -85,13 +107,19 @@ def generate(
             if inp == key:
                 views.append(
                     InputView(
-                        label(device, quantity, style), value, unit, band, rng.uniform(-0.5, 0.5)
+                        label(device, quantity, style, other),
+                        value,
+                        unit,
+                        band,
+                        rng.uniform(-0.5, 0.5),
                     )
                 )
             else:
                 views.append(
                     InputView(
-                        label(device, quantity, style), other_value(config, quantity, rng), unit
+                        label(device, quantity, style, other),
+                        other_value(config, quantity, rng),
+                        unit,
                     )
                 )
         z = zone(value, band)

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 TRAIN_EXAMPLES = 240
 GATE_CASES = 60
 DECIDE_TIMEOUT = 20.0
-HEAD_VERSION = 1  # bump when the example generator or the head changes
+HEAD_VERSION = 2  # bump when the example generator or the head changes
 
 
 @dataclass
