@@ -266,14 +266,23 @@ def bench_ingest(count: int, devices: int, rounds: int) -> None:
     help="Labelled situations per accuracy set.",
 )
 @click.option("--runs", default=20, show_default=True, help="Decisions timed for latency.")
-def bench_decide(config: str | None, situations: int, runs: int) -> None:
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    help="Measure only this policy's engines (repeatable; default: every policy "
+    "with targets, a few minutes each).",
+)
+def bench_decide(config: str | None, situations: int, runs: int, policies: tuple[str, ...]) -> None:
     """Engine and intent accuracy, decision latency against raw llama.cpp, safety fuzzing."""
     from agent.bench.decide import run_bench
 
     cfg = _load(config or str(ROOT / "config" / "home.example.yaml"))
     setup_logging("WARNING")
     try:
-        run_bench(cfg, situations_n=situations, runs=runs, echo=click.echo)
+        run_bench(
+            cfg, situations_n=situations, runs=runs, echo=click.echo, only=list(policies) or None
+        )
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
