@@ -249,6 +249,21 @@ def bench_ingest(count: int, devices: int, rounds: int) -> None:
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
 
 
+@bench.command("federated")
+def bench_federated() -> None:
+    """Federated (FedAvg) against pooled training of the decision head, over simulated homes
+    with their own data; bytes per round per agent; with secure aggregation and DP."""
+    from agent.bench.federated import run_bench
+
+    setup_logging("WARNING")
+    try:
+        ok = run_bench(click.echo)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
 @bench.command("decide")
 @click.option(
     "-c",

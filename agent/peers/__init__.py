@@ -1,0 +1,12 @@
+"""Peers: membership, group decisions, federated averaging of decision heads.
+
+Everything here is pure (clocks, randomness and keys are parameters) so that the math and
+the protocols are tested exactly; the running agent wires it to MQTT.
+
+- :mod:`agent.peers.wire`: strict JSON in and out (no NaN, no Infinity);
+- :mod:`agent.peers.aggregate`: results (SPEC 6) -> one group decision (mean or vote);
+- :mod:`agent.peers.membership`: who is online, in which groups, and who leads;
+- :mod:`agent.peers.group`: one group decision per window, published by the leader only;
+- :mod:`agent.peers.fedavg`: FedAvg, local training, differential privacy, pairwise masks;
+- :mod:`agent.peers.rounds`: the federated round protocol as message builders and handlers.
+"""
