@@ -74,9 +74,9 @@ def test_a_hot_room_yields_a_signed_cool_command_and_a_result(
     assert set(result["scores"]) == {"cool", "heat", "off"}
     assert sum(result["scores"].values()) == pytest.approx(1.0)
     assert result["confidence"] == result["scores"]["cool"]
-    audit = db(tmp_path, "SELECT action, verdict, command_id FROM audit WHERE command_id "
-                         "IS NOT NULL")
-    assert audit[0] == ("cool", "ok", command["id"])
+    query = "SELECT action, verdict, command_id FROM audit WHERE command_id IS NOT NULL"
+    wait_for(lambda: bool(db(tmp_path, query)), what="the audit row")  # written after sending
+    assert db(tmp_path, query)[0] == ("cool", "ok", command["id"])
     wait_for(lambda: db(tmp_path, "SELECT state FROM outbox") == [("delivered",)],
              what="the outbox row marked delivered")
 
@@ -104,7 +104,7 @@ def hot_then_cut(tmp_path: Path, broker: Mosquitto, factory: Callable[[Path], Ag
                  watch: Collector, cut: Callable[[], None]) -> AgentProcess:
     """Readings arrive; then ``cut`` takes the broker away; then the first decision (5 s after
     start) makes a command that cannot be acknowledged."""
-    agent = start(tmp_path, broker, factory, watch, policy__every="5s",
+    agent = start(tmp_path, broker, factory, watch, policy__every="5s", policy__peers=None,
                   policy__safety={"command_ttl": "5m"})
     heat_up(watch)
     wait_for(lambda: db(tmp_path, "SELECT count(*) FROM readings")[0][0] == 10,
@@ -128,7 +128,7 @@ def test_kill_9_between_publish_and_ack_never_resends_under_a_new_id(
                  lambda: proc.send_signal(signal.SIGSTOP))  # frozen: reads nothing, acks nothing
     (pending_id,) = db(tmp_path, "SELECT id FROM outbox")[0]
     proc.send_signal(signal.SIGCONT)  # it now reads the command the dead agent wrote
-    start(tmp_path, broker, agent_factory, watch, policy__every="1h")
+    start(tmp_path, broker, agent_factory, watch, policy__every="1h", policy__peers=None)
     wait_for(lambda: db(tmp_path, "SELECT state FROM outbox") == [("delivered",)],
              what="the command delivered after the restart")
     time.sleep(1)
@@ -146,7 +146,7 @@ def test_an_undelivered_command_is_delivered_once_after_a_crash(
     (pending_id,) = db(tmp_path, "SELECT id FROM outbox WHERE state = 'pending'")[0]
     assert actuator.on(SET) == []
     broker.start()
-    start(tmp_path, broker, agent_factory, watch, policy__every="1h")
+    start(tmp_path, broker, agent_factory, watch, policy__every="1h", policy__peers=None)
     wait_for(lambda: bool(actuator.on(SET)), timeout=30, what="the command after the restart")
     time.sleep(2)
     assert [c["id"] for c in actuator.on(SET)] == [pending_id]  # once, under its own id
@@ -161,12 +161,12 @@ def test_a_delivered_command_is_not_sent_again_after_kill_9(
     watch = collector_factory(broker.port, STATUS)
     actuator = collector_factory(broker.port, SET)
     agent = start(tmp_path, broker, agent_factory, watch, policy__every="2s",
-                  policy__safety={"min_interval": "1h"})
+                  policy__peers=None, policy__safety={"min_interval": "1h"})
     heat_up(watch)
     wait_for(lambda: bool(actuator.on(SET)), timeout=60, what="a command")
     wait_for(lambda: db(tmp_path, "SELECT state FROM outbox") == [("delivered",)])
     agent.kill()
-    start(tmp_path, broker, agent_factory, watch, policy__every="2s",
+    start(tmp_path, broker, agent_factory, watch, policy__every="2s", policy__peers=None,
           policy__safety={"min_interval": "1h"})
     heat_up(watch)
     wait_for(lambda: len(db(tmp_path, "SELECT 1 FROM audit")) >= 3, timeout=30,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import numpy as np
 from agent.config import Config, PolicyConfig
 from agent.errors import AgentError
 from agent.inference.worker import InferenceWorker
+from agent.peers.aggregate import GroupDecision
 from agent.pipeline.core import Pipeline
 from agent.policy import examples as gen
 from agent.policy.digest import InputView, Zone, make_digest, zone
@@ -60,6 +62,7 @@ class PolicyState:
     engine: Engine
     gate: dict[str, Any] = field(default_factory=dict)
     last_zone: Zone | None = None
+    last_digest: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def status(self) -> dict[str, Any]:
@@ -342,22 +345,27 @@ class DecisionService:
         value = value_for(policy, action, situation.band)
         actuator = policy.actuators[0]
         self._publish_result(policy, now, action, value, answer)
-        verdict = self.safety.check(
-            Proposal(policy.name, actuator.device, actuator.actuator, action, value),
-            now,
-            self.reading,
-        )
+        if policy.name in self.states:
+            self.states[policy.name].last_digest = situation.digest
         decision_id = uuid.uuid4().hex
-        command_id = self._command(
-            policy,
-            actuator.device,
-            actuator.actuator,
-            action,
-            verdict,
-            decision_id,
-            situation.digest,
-            now,
-        )
+        if policy.peers is not None:  # the group decides; its leader sends the one command
+            verdict, command_id = Verdict(False, "group decision", kind="group"), None
+        else:
+            verdict = self.safety.check(
+                Proposal(policy.name, actuator.device, actuator.actuator, action, value),
+                now,
+                self.reading,
+            )
+            command_id = self._command(
+                policy,
+                actuator.device,
+                actuator.actuator,
+                action,
+                verdict,
+                decision_id,
+                situation.digest,
+                now,
+            )
         row = {
             "decision_id": decision_id,
             "ts": now,
@@ -388,6 +396,7 @@ class DecisionService:
         decision_id: str,
         reason: str,
         now: float,
+        derived: bool = False,
     ) -> str | None:
         if not verdict.allowed:
             log.info(
@@ -410,6 +419,11 @@ class DecisionService:
             key=self.key,
             now=now,
             ttl=policy.safety.command_ttl,
+            # a group decision has the same command id and nonce at every member
+            command_id=decision_id if derived else None,
+            nonce=hashlib.sha256(f"nonce/{decision_id}".encode()).hexdigest()[:16]
+            if derived
+            else None,
         )
         topic = f"{self.prefix}/actuators/{device}/{actuator}/set"
         if not self.outbox.send(command, decision_id, topic):
@@ -428,19 +442,68 @@ class DecisionService:
     def _publish_result(
         self, policy: PolicyConfig, now: float, action: str, value: float | None, answer: Answer
     ) -> None:
-        result = {
+        every = policy.every
+        result: dict[str, Any] = {
             "agent": self.agent_id,
             "policy": policy.name,
             "ts": now,
-            "window_end": now,
+            # a peered policy's window ends on a multiple of `every`, the same at every member
+            "window_end": now if policy.peers is None else math.floor(now / every) * every,
             "action": action,
             "value": value,
             "confidence": answer.scores[action],
             "scores": answer.scores,
             "model_sha256": self.model_sha256,
         }
+        if policy.peers is not None:
+            result["group"] = policy.peers.group
         topic = f"{self.prefix}/agents/{self.agent_id}/results/{policy.name}"
         self.publish(topic, json.dumps(result, separators=(",", ":")).encode(), qos=1)
+
+    def act_group(self, decision: GroupDecision) -> None:
+        """This member leads the group: the group's decision through the safety layer, then
+        the command under the decision's own id."""
+        policy = next(p for p in self.config.policies if p.name == decision.policy)
+        actuator = policy.actuators[0]
+        now = self.clock()
+        verdict = self.safety.check(
+            Proposal(
+                policy.name, actuator.device, actuator.actuator, decision.action, decision.value
+            ),
+            now,
+            self.reading,
+        )
+        group = f"[group {decision.group}: {decision.method} of {len(decision.members)}]"
+        own = self.states[policy.name].last_digest if policy.name in self.states else ""
+        reason = f"{own[: 198 - len(group)]} {group}".strip()
+        command_id = self._command(
+            policy,
+            actuator.device,
+            actuator.actuator,
+            decision.action,
+            verdict,
+            decision.decision_id,
+            reason,
+            now,
+            derived=True,
+        )
+        row = {
+            "decision_id": f"group/{decision.decision_id}",
+            "ts": now,
+            "policy": policy.name,
+            "engine": f"group-{decision.method}",
+            "digest": reason,
+            "model_sha256": self.model_sha256,
+            "prompt_hash": None,
+            "raw_output": "",
+            "scores": json.dumps(decision.scores),
+            "action": decision.action,
+            "value": decision.value,
+            "verdict": "ok" if verdict.allowed else verdict.reason,
+            "command_id": command_id,
+            "source": "group",
+        }
+        self.on_db(lambda: self.store.audit_add(row))
 
     def reading(self, device: str, quantity: str) -> float | None:
         f = self.pipeline.features(device, quantity, max(self.pipeline.windows))

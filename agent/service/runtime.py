@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -19,10 +21,12 @@ from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
 from agent.service.ingest import Ingestor
+from agent.service.peers import PeerService
 from agent.storage import Store
 
 if TYPE_CHECKING:
     from agent.inference.worker import InferenceWorker
+    from agent.peers.aggregate import GroupDecision
     from agent.service.decisions import DecisionService
     from agent.service.outbox import Outbox
 
@@ -65,13 +69,17 @@ class Agent:
         self.worker: InferenceWorker | None = None
         self.outbox: Outbox | None = None
         self.decisions: DecisionService | None = None
+        self.peers = PeerService(
+            config, self.id, publish=self._publish, act=self._act_group, clock=clock
+        )
+        extra = [self.topic_states, self.topic_intents, *self.peers.filters()]
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
             will=Will(self.topic_status, dumps(self._status("offline"))),
             on_message=self._on_message,
             on_connect=self.publish_status,
-            extra_filters=[self.topic_states, self.topic_intents] if config.policies else [],
+            extra_filters=extra if config.policies else [],
         )
         self.scheduler = BackgroundScheduler(daemon=True)
 
@@ -153,7 +161,9 @@ class Agent:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
             return
         if self.decisions is not None and not msg.topic.startswith(self._sensor_prefix):
-            self.mqtt.ack(msg)  # state and intents are handled once, not stored
+            self.mqtt.ack(msg)  # state, intents and peers are handled once, not stored
+            if self.peers.handle(msg):
+                return
             if msg.topic == self.topic_intents:
                 self.scheduler.add_job(self._handle_intent, args=[msg])
             elif msg.topic.endswith("/state"):
@@ -189,6 +199,7 @@ class Agent:
             "rejected_total": self.ingestor.counters.rejected,
             "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
+            "groups": self.peers.groups if hasattr(self, "peers") else [],
             "policies": {}
             if self.decisions is None
             else {name: st.status() for name, st in self.decisions.states.items()},
@@ -270,15 +281,24 @@ class Agent:
         self.scheduler.add_job(
             self.decisions.retrain, "interval", hours=1, id="retrain", max_instances=1
         )
+        now = self.clock()
         for name, st in self.decisions.states.items():
+            every = st.policy.every
+            # peered policies decide just after each multiple of `every`, like their peers
+            first = (math.floor(now / every) + 1) * every + 0.05 if st.policy.peers else now + every
             self.scheduler.add_job(
                 self._decide,
                 "interval",
-                seconds=st.policy.every,
+                seconds=every,
                 args=[name, "schedule"],
                 id=f"policy-{name}",
                 max_instances=1,
                 coalesce=True,
+                next_run_time=datetime.fromtimestamp(first, tz=timezone.utc),
+            )
+        if self.peers.trackers:
+            self.scheduler.add_job(
+                self.peers.tick, "interval", seconds=0.2, id="peers", max_instances=1, coalesce=True
             )
         threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
 
@@ -333,3 +353,10 @@ class Agent:
         assert self.decisions is not None
         reply = self.decisions.handle_intent(msg.payload, self.registry)
         self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)
+
+    def _publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    def _act_group(self, decision: GroupDecision) -> None:
+        if self.decisions is not None and not self._stopping.is_set():
+            self.decisions.act_group(decision)
