@@ -217,6 +217,76 @@ def keygen(path: str, force: bool) -> None:
 
 
 @cli.group()
+def service() -> None:
+    """Install or remove the systemd unit that runs this agent."""
+
+
+@service.command("install")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    default="/etc/edge-agent/agent.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help=CONFIG_HELP,
+)
+@click.option(
+    "--user",
+    default="edge-agent",
+    show_default=True,
+    help="The system user the agent runs as (created if missing).",
+)
+@click.option("--now", is_flag=True, help="Start the service at once.")
+def service_install(config: str, user: str, now: bool) -> None:
+    """Write, enable (and with --now start) a hardened Type=notify unit with a watchdog."""
+    from agent.service.install import install
+
+    _load(config)
+    try:
+        done = install(Path(config).resolve(), user, start=now)
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"installed {done.unit_path}" + (f"; created user {user}" if done.created_user else "")
+    )
+
+
+@service.command("uninstall")
+def service_uninstall() -> None:
+    """Stop, disable and remove the unit (the user and the data stay)."""
+    from agent.service.install import uninstall
+
+    try:
+        uninstall()
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("removed the edge-agent unit")
+
+
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option(
+    "--wait", default=2.0, show_default=True, help="Seconds to collect the retained statuses."
+)
+def status(config: str, wait: float) -> None:
+    """Print the live status of this agent and its peers, from the broker's retained topics."""
+    from agent.service.statusview import collect, render
+
+    cfg = _load(config)
+    try:
+        statuses = collect(cfg, wait)
+    except AgentError as exc:
+        click.echo(f"status: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    click.echo("\n".join(render(statuses, cfg.agent.id)))
+
+
+@cli.group()
 def bench() -> None:
     """Benchmarks that print ratios against a baseline measured in the same run."""
 

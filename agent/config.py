@@ -249,6 +249,20 @@ class ModelSection(_Section):
     context: int = Field(default=2048, ge=128)
 
 
+class MetricsSection(_Section):
+    port: int | None = Field(default=None, ge=0, le=65535)  # null: no Prometheus endpoint
+    host: str = "127.0.0.1"
+
+
+class HomeAssistantSection(_Section):
+    discovery: bool = False
+    prefix: TopicWord = "homeassistant"
+
+
+class ServiceSection(_Section):
+    stall_after: Duration = 120.0  # work waiting this long with no commit: stop watchdog pings
+
+
 class SecuritySection(_Section):
     command_key_file: Path | None = None
 
@@ -413,6 +427,9 @@ class Config(_Section):
     storage: StorageSection = StorageSection()
     model: ModelSection = ModelSection()
     security: SecuritySection = SecuritySection()
+    metrics: MetricsSection = MetricsSection()
+    homeassistant: HomeAssistantSection = HomeAssistantSection()
+    service: ServiceSection = ServiceSection()
     policies: list[PolicyConfig] = Field(default_factory=list)
     interlocks: list[InterlockConfig] = Field(default_factory=list)
 

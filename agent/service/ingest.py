@@ -142,6 +142,7 @@ class Ingestor:
         return None
 
     def _run_task(self, task: _Task) -> None:
+        self.last_progress = time.monotonic()  # a long task (retention) is progress too
         if not task.future.set_running_or_notify_cancel():
             return
         try:

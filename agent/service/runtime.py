@@ -20,8 +20,12 @@ from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
+from agent.service import systemd
 from agent.service.ingest import Ingestor
+from agent.service.metrics import Metrics, Sources
 from agent.service.peers import PeerService
+from agent.service.permissions import check_permissions, paths_to_check
+from agent.service.systemd import Heartbeat, Watchdog, progressing
 from agent.storage import Store
 
 if TYPE_CHECKING:
@@ -82,10 +86,15 @@ class Agent:
             extra_filters=extra if config.policies else [],
         )
         self.scheduler = BackgroundScheduler(daemon=True)
+        self.heartbeat = Heartbeat(60)
+        self.model_ready = threading.Event()
+        self.metrics: Metrics | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        for warning in check_permissions(paths_to_check(self.config)):
+            log.warning("%s", warning)
         self._restore()
         self._load_model_info()
         if self.config.policies:
@@ -103,6 +112,10 @@ class Agent:
                 self.run_retention, "interval", seconds=retention.every, id="retention"
             )
             self.scheduler.add_job(self.run_retention, id="retention-now")  # once, at start
+        self.scheduler.add_job(self.heartbeat.beat, "interval", seconds=10, id="heartbeat")
+        self.heartbeat.beat()
+        if self.config.metrics.port is not None:
+            self._serve_metrics()
         self.scheduler.start()
         log.info(
             "agent %s started: %d readings stored, subscribed to %s",
@@ -120,6 +133,8 @@ class Agent:
         if self.outbox is not None:
             self.outbox.poll()
         self.ingestor.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.decisions is not None:
             self.decisions.stopping = True
         if self.worker is not None:
@@ -133,10 +148,39 @@ class Agent:
         log.info("agent %s stopped", self.id)
 
     def run(self, stop: threading.Event) -> int:
+        """Start, tell systemd when really ready, keep its watchdog fed while work progresses,
+        and stop cleanly when ``stop`` is set."""
+        systemd.status("starting")
         self.start()
+        dog = None
         try:
+            while not stop.is_set() and not self.mqtt.wait_connected(1):
+                systemd.status(f"waiting for the broker: {self.mqtt.last_error or 'connecting'}")
+            if self.worker is not None:
+                while not stop.is_set() and not self.model_ready.wait(1):
+                    systemd.status("loading the model")
+            if not stop.is_set():
+                model = "no model" if self.model is None else f"model {self.model.name}"
+                systemd.ready(
+                    f"connected to {self.config.mqtt.host}:{self.config.mqtt.port}, {model}"
+                )
+                dog = Watchdog.from_env(
+                    {
+                        "ingest": progressing(
+                            self.ingestor.depth,
+                            lambda: self.ingestor.last_progress,
+                            self.config.service.stall_after,
+                        ),
+                        "scheduler": self.heartbeat,
+                    }
+                )
+                if dog is not None:
+                    dog.start()
             stop.wait()
         finally:
+            systemd.stopping("stopping: committing what is in hand")
+            if dog is not None:
+                dog.stop()
             self.stop()
         return 0
 
@@ -177,6 +221,8 @@ class Agent:
 
     def _ack(self, msg: Message) -> None:
         self.mqtt.ack(msg)
+        if self.metrics is not None:
+            self.metrics.observe_ingest(time.time() - msg.recv_ts)
 
     def _report_rejection(self, msg: Message, reason: str) -> None:
         event = {
@@ -311,14 +357,19 @@ class Agent:
                 log.error("model: %s; policies run on rules", exc)
                 self.worker = None
                 self.decisions.worker = None
+        self.model_ready.set()
         self.decisions.prepare()
         self.publish_status()
 
     def _decide(self, name: str, trigger: str) -> None:
         if self.decisions is None or self._stopping.is_set():
             return
+        started = time.monotonic()
         try:
             self.decisions.run(name, trigger)
+            if self.metrics is not None:
+                engine = self.decisions.states[name].engine.name
+                self.metrics.observe_decision(name, engine, time.monotonic() - started)
         except AgentError as exc:
             log.error("policy %s: %s", name, exc)
 
@@ -360,3 +411,24 @@ class Agent:
     def _act_group(self, decision: GroupDecision) -> None:
         if self.decisions is not None and not self._stopping.is_set():
             self.decisions.act_group(decision)
+
+    def _serve_metrics(self) -> None:
+        def tokens_per_second() -> float | None:
+            worker = self.worker
+            if worker is None or not worker.ready.is_set():
+                return None
+            return worker.model.stats.tokens_per_second()
+
+        self.metrics = Metrics(
+            Sources(
+                readings_total=lambda: self.ingestor.rows_total,
+                received_total=lambda: self.ingestor.counters.received,
+                rejected_by_reason=lambda: dict(self.ingestor.counters.rejected_by_reason),
+                queue_depth=self.ingestor.depth,
+                outbox_depth=lambda: 0 if self.outbox is None else self.outbox.depth,
+                tokens_per_second=tokens_per_second,
+            )
+        )
+        assert self.config.metrics.port is not None
+        port = self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
+        log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)

@@ -1,0 +1,77 @@
+"""The agent as a systemd service: notify messages on a real AF_UNIX socket, status command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent.broker import Mosquitto
+from tests.conftest import ROOT, AgentProcess, Collector, agent_config, wait_for
+
+pytestmark = pytest.mark.broker
+
+
+def test_ready_watchdog_and_stopping_reach_notify_socket(tmp_path: Path, broker: Mosquitto) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.5)
+    cfg = agent_config(tmp_path, broker.port, policies=True)
+    (tmp_path / "command.key").chmod(0o644)  # too open: the agent warns at start
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="2000000",
+               WATCHDOG_PID="")
+    log = (tmp_path / "agent.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(cfg)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    received: list[str] = []
+
+    def drain() -> list[str]:
+        try:
+            while True:
+                received.extend(sock.recv(4096).decode().splitlines())
+        except TimeoutError:
+            pass
+        return received
+
+    try:
+        wait_for(lambda: "READY=1" in drain(), timeout=90, what="READY=1")
+        wait_for(lambda: "WATCHDOG=1" in drain(), timeout=30, what="pings")
+        ready_at = received.index("READY=1")
+        assert any(line.startswith("STATUS=") for line in received[:ready_at + 1])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        drain()
+        assert "STOPPING=1" in received
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert "command.key" in text and "readable" in text  # the permission warning
+
+
+def test_status_command_lists_this_agent_and_its_peers(
+        tmp_path: Path, broker: Mosquitto, agent_factory: Callable[[Path], AgentProcess],
+        collector_factory: Callable[..., Collector]) -> None:
+    watch = collector_factory(broker.port, "edge/agents/+/status")
+    cfg = agent_config(tmp_path, broker.port)
+    agent_factory(cfg)
+    wait_for(lambda: bool(watch.on("edge/agents/test-agent/status")), what="a status")
+    watch.client.publish("edge/agents/peer-9/status", b'{"state": "offline", "ts": 1}',
+                         qos=1, retain=True).wait_for_publish(5)
+    time.sleep(0.2)
+    proc = subprocess.run([sys.executable, "-m", "agent", "status", "-c", str(cfg), "--wait",
+                           "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("test-agent (this agent)") and "online" in ln for ln in lines)
+    assert any(ln.startswith("peer-9") and "offline" in ln for ln in lines)
