@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -75,3 +76,30 @@ def test_status_command_lists_this_agent_and_its_peers(
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("test-agent (this agent)") and "online" in ln for ln in lines)
     assert any(ln.startswith("peer-9") and "offline" in ln for ln in lines)
+
+
+def test_home_assistant_discovery_and_cleaned_values(
+        tmp_path: Path, broker: Mosquitto, agent_factory: Callable[[Path], AgentProcess],
+        collector_factory: Callable[..., Collector]) -> None:
+    watch = collector_factory(broker.port, "homeassistant/#", "edge/agents/test-agent/#")
+    cfg = agent_config(tmp_path, broker.port, homeassistant__discovery=True)
+    agent_factory(cfg)
+    wait_for(lambda: any(t.startswith("homeassistant/binary_sensor/") and t.endswith("/config")
+                         for t, _, _ in watch.messages), what="the connectivity entity")
+    watch.publish("edge/sensors/room-7/temperature", b'{"value": 71.6, "unit": "F", "seq": 1}')
+    clean = "edge/agents/test-agent/clean/room-7/temperature"
+    wait_for(lambda: bool(watch.on(clean)), what="the cleaned value")
+    assert watch.on(clean)[-1]["value"] == pytest.approx(22.0)
+    assert watch.on(clean)[-1]["unit"] == "C"
+
+    def sensor_configs() -> list[dict[str, object]]:
+        return [json.loads(p) for t, p, _ in watch.messages
+                if t.startswith("homeassistant/sensor/") and "room-7" in t and p]
+
+    wait_for(lambda: bool(sensor_configs()), what="the sensor announced")
+    config = sensor_configs()[-1]
+    assert config["state_topic"] == clean
+    assert config["unit_of_measurement"] == "°C"
+    before = len(sensor_configs())
+    watch.publish("homeassistant/status", b"online")  # Home Assistant restarted
+    wait_for(lambda: len(sensor_configs()) > before, what="announced again")

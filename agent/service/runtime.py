@@ -21,6 +21,13 @@ from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
 from agent.service import systemd
+from agent.service.homeassistant import (
+    Announcement,
+    clean_payload,
+    clean_topic,
+    discovery_messages,
+    should_announce,
+)
 from agent.service.ingest import Ingestor
 from agent.service.metrics import Metrics, Sources
 from agent.service.peers import PeerService
@@ -77,13 +84,16 @@ class Agent:
             config, self.id, publish=self._publish, act=self._act_group, clock=clock
         )
         extra = [self.topic_states, self.topic_intents, *self.peers.filters()]
+        self.topic_ha_status = f"{config.homeassistant.prefix}/status"
+        self._announced: set[tuple[str, str]] = set()
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
             will=Will(self.topic_status, dumps(self._status("offline"))),
             on_message=self._on_message,
-            on_connect=self.publish_status,
-            extra_filters=extra if config.policies else [],
+            on_connect=self._on_connected,
+            extra_filters=(extra if config.policies else [])
+            + ([self.topic_ha_status] if config.homeassistant.discovery else []),
         )
         self.scheduler = BackgroundScheduler(daemon=True)
         self.heartbeat = Heartbeat(60)
@@ -203,6 +213,11 @@ class Agent:
 
     def _on_message(self, msg: Message) -> None:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
+            return
+        if msg.topic == self.topic_ha_status:
+            self.mqtt.ack(msg)
+            if should_announce(msg.topic, msg.payload, self.config.homeassistant.prefix):
+                self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
             return
         if self.decisions is not None and not msg.topic.startswith(self._sensor_prefix):
             self.mqtt.ack(msg)  # state, intents and peers are handled once, not stored
@@ -374,7 +389,10 @@ class Agent:
             log.error("policy %s: %s", name, exc)
 
     def _on_stored(self, rows: list[Processed]) -> None:
-        """On the ingest thread after a commit: run a policy at once if an input crossed."""
+        """On the ingest thread after a commit: publish cleaned values for dashboards; run a
+        policy at once if an input crossed its band."""
+        if self.config.homeassistant.discovery:
+            self._publish_clean(rows)
         if self.decisions is None:
             return
         for p in rows:
@@ -432,3 +450,40 @@ class Agent:
         assert self.config.metrics.port is not None
         port = self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
         log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)
+
+    # -- Home Assistant -----------------------------------------------------------------------
+
+    def _on_connected(self) -> None:
+        self.publish_status()
+        if self.config.homeassistant.discovery and not self._stopping.is_set():
+            self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
+
+    def announce(self) -> None:
+        """MQTT discovery: cleaned sensors, decisions and connectivity, retained."""
+        series = self.ingestor.call(self.store.series).result(timeout=30)
+        self._announced = set(series)
+        cfg = self.config
+        announcement = Announcement(
+            self.prefix,
+            self.id,
+            __version__,
+            series,
+            {q: s.unit for q, s in cfg.sensors.items()},
+            {p.name: list(p.actuators[0].actions) for p in cfg.policies if p.targets},
+            cfg.homeassistant.prefix,
+        )
+        for topic, payload in discovery_messages(announcement):
+            self.mqtt.publish(topic, payload, qos=1, retain=True)
+
+    def _publish_clean(self, rows: list[Processed]) -> None:
+        latest = {(p.reading.device, p.reading.quantity): p for p in rows}
+        for (device, quantity), p in latest.items():
+            self.mqtt.publish(
+                clean_topic(self.prefix, self.id, device, quantity),
+                clean_payload(p.clean, p.reading.ts, p.unit),
+                qos=0,
+                retain=True,
+            )
+        if not set(latest) <= self._announced and not self._stopping.is_set():
+            self._announced |= set(latest)
+            self.scheduler.add_job(self.announce, id="announce", replace_existing=True)

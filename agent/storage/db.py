@@ -7,6 +7,7 @@ reading. ``normal`` trades that for speed (see README).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,8 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             new = not path.exists()
+            if new:  # readings are private: owner and group only (SQLite copies the mode to
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))  # -wal and -shm)
             conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
             if new:
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
