@@ -87,7 +87,16 @@ def run(config: str, log_level: str | None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        code = Agent(cfg).run(stop)
+        agent = Agent(cfg)
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            logging.getLogger("agent").info("received SIGHUP, reloading %s", config)
+            threading.Thread(
+                target=agent.reload, args=[Path(config)], name="reload", daemon=True
+            ).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
+        code = agent.run(stop)
     except AgentError as exc:
         click.echo(f"edge-agent: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.broker import Mosquitto
+from agent.config import read_yaml
 from tests.conftest import ROOT, AgentProcess, Collector, agent_config, wait_for
 
 pytestmark = pytest.mark.broker
@@ -103,3 +105,52 @@ def test_home_assistant_discovery_and_cleaned_values(
     before = len(sensor_configs())
     watch.publish("homeassistant/status", b"online")  # Home Assistant restarted
     wait_for(lambda: len(sensor_configs()) > before, what="announced again")
+
+
+def test_sighup_reloads_policies_refuses_a_bad_file_and_drops_no_reading(
+        tmp_path: Path, broker: Mosquitto, agent_factory: Callable[[Path], AgentProcess],
+        collector_factory: Callable[..., Collector]) -> None:
+    import sqlite3
+
+    watch = collector_factory(broker.port, "edge/agents/test-agent/status")
+    cfg = agent_config(tmp_path, broker.port, policies=True, policy__peers=None,
+                       policy__engine="rules", policy__every="1s",
+                       policy__safety={"min_interval": "1s", "min_dwell": "1s"})
+    good = cfg.read_text()
+    agent = agent_factory(cfg)
+    wait_for(lambda: bool(watch.on("edge/agents/test-agent/status")), what="online")
+    n = 0
+
+    def stream(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            watch.publish("edge/sensors/livingroom-1/temperature",
+                          json.dumps({"value": 27.5, "seq": n}))
+            n += 1
+            time.sleep(0.005)
+
+    def audit(sql: str) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(tmp_path / "data" / "edge-agent.db")
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    stream(100)
+    wait_for(lambda: ("cool",) in audit("SELECT action FROM audit"), what="cool at 27.5 C")
+    cfg.write_text("policies: [this is not a policy\n")
+    agent.signal(signal.SIGHUP)
+    stream(100)
+    wait_for(lambda: "reload of" in agent.log() and "refused" in agent.log(), what="refusal")
+    data = read_yaml(good)
+    data["policies"][0]["targets"] = {"livingroom-1/temperature": [28, 30]}
+    cfg.write_text(yaml.safe_dump(data))
+    agent.signal(signal.SIGHUP)
+    stream(100)
+    wait_for(lambda: "reloaded sensors, policies" in agent.log(), what="the reload")
+    mark = audit("SELECT max(id) FROM audit")[0][0]
+    wait_for(lambda: ("heat",) in audit(f"SELECT action FROM audit WHERE id > {mark}"),
+             what="heat at 27.5 C now that the band is 28-30")
+    wait_for(lambda: audit("SELECT count(*) FROM readings")[0][0] == 300, what="300 readings")
+    assert audit("SELECT count(DISTINCT seq) FROM readings") == [(300,)]
+    assert agent.alive()

@@ -157,6 +157,24 @@ class Pipeline:
                 if isinstance(state.smooth, Ewma):
                     state.smooth.value = points[-1][2]
 
+    def reconfigure(self, config: Config) -> None:
+        """New per-quantity settings (SIGHUP): series whose settings changed get new filters;
+        their history, duplicate memory and feature window are kept."""
+        with self._lock:
+            self._sensors = config.sensors
+            for key, old in list(self._series.items()):
+                sensor = self._sensors.get(key[1], self._default)
+                if sensor == old.sensor:
+                    continue
+                new = _state_for(sensor, self._horizon)
+                new.points, new.newest_ts, new.stats = old.points, old.newest_ts, old.stats
+                new.seen, new.seen_order, new.last_stored = (
+                    old.seen,
+                    old.seen_order,
+                    old.last_stored,
+                )
+                self._series[key] = new
+
     # -- the read interface ------------------------------------------------------------------
 
     def series(self) -> list[SeriesKey]:

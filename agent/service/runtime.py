@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import __version__
-from agent.config import Config
-from agent.errors import AgentError
+from agent.config import Config, load_config
+from agent.errors import AgentError, ConfigError
 from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
@@ -342,6 +343,18 @@ class Agent:
         self.scheduler.add_job(
             self.decisions.retrain, "interval", hours=1, id="retrain", max_instances=1
         )
+        self._schedule_policies()
+        if self.peers.trackers:
+            self.scheduler.add_job(
+                self.peers.tick, "interval", seconds=0.2, id="peers", max_instances=1, coalesce=True
+            )
+        threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
+
+    def _schedule_policies(self) -> None:
+        assert self.decisions is not None
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("policy-"):
+                job.remove()
         now = self.clock()
         for name, st in self.decisions.states.items():
             every = st.policy.every
@@ -357,11 +370,6 @@ class Agent:
                 coalesce=True,
                 next_run_time=datetime.fromtimestamp(first, tz=timezone.utc),
             )
-        if self.peers.trackers:
-            self.scheduler.add_job(
-                self.peers.tick, "interval", seconds=0.2, id="peers", max_instances=1, coalesce=True
-            )
-        threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
 
     def _prepare(self) -> None:
         assert self.decisions is not None
@@ -487,3 +495,83 @@ class Agent:
         if not set(latest) <= self._announced and not self._stopping.is_set():
             self._announced |= set(latest)
             self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
+
+    # -- reload (SIGHUP) ----------------------------------------------------------------------
+
+    def reload(self, path: Path) -> bool:
+        """Apply new sensor settings, policies and interlocks from ``path`` without dropping a
+        reading; a bad file is refused and the running configuration kept."""
+        from agent.policy.intents import Registry
+        from agent.policy.safety import SafetyLayer
+
+        try:
+            new = load_config(path)
+            merged = self.config.model_copy(
+                update={
+                    "sensors": new.sensors,
+                    "policies": new.policies,
+                    "interlocks": new.interlocks,
+                }
+            )
+            safety = SafetyLayer(merged)
+        except ConfigError as exc:
+            log.error(
+                "reload of %s refused, the running configuration stays: %s",
+                path,
+                "; ".join(exc.errors),
+            )
+            return False
+        later = [
+            name
+            for name in (
+                "agent",
+                "mqtt",
+                "storage",
+                "model",
+                "security",
+                "metrics",
+                "homeassistant",
+                "service",
+                "features",
+            )
+            if getattr(new, name) != getattr(self.config, name)
+        ]
+        if [p.peers for p in new.policies] != [p.peers for p in self.config.policies]:
+            later.append("policies[].peers")
+        if bool(new.policies) != bool(self.config.policies):
+            later.append("policies (from none or to none)")
+        if later:
+            log.warning("reload: %s changed; restart the agent to apply that", ", ".join(later))
+        self.ingestor.call(lambda: self.pipeline.reconfigure(merged)).result(timeout=30)
+        if self.decisions is not None and bool(merged.policies):
+            self._swap_decisions(merged, safety)
+            self.registry = Registry(merged)
+        self.config = merged
+        log.info("reloaded sensors, policies and interlocks from %s", path)
+        self.publish_status()
+        return True
+
+    def _swap_decisions(self, config: Config, safety: Any) -> None:
+        from agent.service.decisions import DecisionService
+
+        old = self.decisions
+        assert old is not None and self.outbox is not None
+        new = DecisionService(
+            config,
+            agent_id=self.id,
+            pipeline=self.pipeline,
+            safety=safety,
+            outbox=self.outbox,
+            publish=self.mqtt.publish,
+            on_db=self.ingestor.call,
+            store=self.store,
+            worker=self.worker,
+            key=old.key,
+            model_sha256=old.model_sha256,
+            clock=self.clock,
+        )
+        new.restore_history()
+        self.decisions = new
+        old.stopping = True
+        self._schedule_policies()
+        threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
