@@ -296,6 +296,75 @@ def status(config: str, wait: float) -> None:
 
 
 @cli.group()
+def model() -> None:
+    """Send, quantize and compare GGUF model files."""
+
+
+@model.command("push")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--agent", "agent_id", help="The agent to update (default: the config's agent.id).")
+@click.option(
+    "--chunk-size", default=256 * 1024, show_default=True, help="Bytes per chunk (1 KiB to 8 MiB)."
+)
+def model_push(file: str, config: str, agent_id: str | None, chunk_size: int) -> None:
+    """Send FILE to an agent as a signed model update (a manifest, then QoS 1 chunks)."""
+    from agent.policy.signing import load_key
+    from agent.service.modelupdate import push
+
+    cfg = _load(config)
+    if cfg.security.command_key_file is None:
+        raise click.UsageError("model push needs security.command_key_file in the config")
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\r{done}/{total} chunks acknowledged", nl=False, err=True)
+
+    try:
+        m = push(
+            Path(file),
+            cfg.mqtt.host,
+            cfg.mqtt.port,
+            cfg.mqtt.prefix,
+            agent_id or cfg.agent.id,
+            load_key(cfg.security.command_key_file),
+            chunk_size,
+            progress,
+            mqtt=cfg.mqtt,
+        )
+    except AgentError as exc:
+        click.echo(err=True)
+        raise click.ClickException(str(exc)) from None
+    click.echo(err=True)
+    click.echo(f"sent {m.name} ({m.size} bytes, sha256 {m.sha256}) in {m.chunks} chunks")
+
+
+@model.command("quantize")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option(
+    "--type",
+    "kind",
+    required=True,
+    help="q4_0, q4_1, q8_0 or q4_k_m.",
+    type=click.Choice(["q4_0", "q4_1", "q8_0", "q4_k_m"], case_sensitive=False),
+)
+@click.option("--threads", default=0, show_default=True, help="Threads (0: every core).")
+@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+def model_quantize(src: str, dst: str, kind: str, threads: int, force: bool) -> None:
+    """Quantize the GGUF model SRC into DST with llama.cpp's own quantizer."""
+    from agent.inference.quantize import quantize
+
+    setup_logging("WARNING")
+    try:
+        out = quantize(Path(src), Path(dst), kind, threads=threads, overwrite=force)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind})")
+
+
+@cli.group()
 def bench() -> None:
     """Benchmarks that print ratios against a baseline measured in the same run."""
 
@@ -326,6 +395,26 @@ def bench_ingest(count: int, devices: int, rounds: int) -> None:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
+@bench.command("model")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--threads", default=1, show_default=True, help="Inference threads.")
+@click.option("--context", default=512, show_default=True, help="Context window in tokens.")
+@click.option("--tokens", default=32, show_default=True, help="New tokens timed per model.")
+def bench_model(files: tuple[str, ...], threads: int, context: int, tokens: int) -> None:
+    """Load time, prompt and generation tokens/s and memory of each FILE, against the bundled
+    model, so you can pick the right file for a device."""
+    from agent.bench.model import run_bench
+
+    setup_logging("WARNING")
+    try:
+        run_bench(
+            [Path(f) for f in files], click.echo, threads=threads, context=context, tokens=tokens
+        )
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 @bench.command("federated")

@@ -21,7 +21,7 @@ from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import systemd
+from agent.service import modelupdate, systemd
 from agent.service.homeassistant import (
     Announcement,
     clean_payload,
@@ -87,6 +87,10 @@ class Agent:
         extra = [self.topic_states, self.topic_intents, *self.peers.filters()]
         self.topic_ha_status = f"{config.homeassistant.prefix}/status"
         self._announced: set[tuple[str, str]] = set()
+        self.updates: modelupdate.Receiver | None = None
+        update_filters = (
+            modelupdate.filters(self.prefix, self.id) if config.security.command_key_file else []
+        )
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
@@ -94,7 +98,8 @@ class Agent:
             on_message=self._on_message,
             on_connect=self._on_connected,
             extra_filters=(extra if config.policies else [])
-            + ([self.topic_ha_status] if config.homeassistant.discovery else []),
+            + ([self.topic_ha_status] if config.homeassistant.discovery else [])
+            + update_filters,
         )
         self.scheduler = BackgroundScheduler(daemon=True)
         self.heartbeat = Heartbeat(60)
@@ -111,6 +116,8 @@ class Agent:
         if self.config.policies:
             self._build_decisions()
         self.ingestor.start()
+        if self.config.security.command_key_file is not None:
+            self._start_model_updates()
         self.mqtt.start()
         if self.decisions is not None:
             self._start_decisions()
@@ -150,6 +157,8 @@ class Agent:
             self.decisions.stopping = True
         if self.worker is not None:
             self.worker.stop()
+        if self.updates is not None:
+            self.updates.stop()
         if self.mqtt.connected and not self.mqtt.publish_wait(
             self.topic_status, dumps(self._status("offline")), qos=1, retain=True, timeout=3.0
         ):
@@ -205,6 +214,10 @@ class Agent:
             self.pipeline.restore(device, quantity, self.store.points(device, quantity, since))
 
     def _load_model_info(self) -> None:
+        installed = modelupdate.current_model(self.config.agent.data_dir)
+        if installed is not None:  # a model update installed here wins over model.path
+            self.model = installed
+            return
         try:
             self.model = locate(self.config.model.path, self.config.agent.data_dir)
         except (AgentError, OSError) as exc:
@@ -215,6 +228,8 @@ class Agent:
     def _on_message(self, msg: Message) -> None:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
             return
+        if self.updates is not None and self.updates.handle(msg):
+            return  # acknowledged by the receiver once written
         if msg.topic == self.topic_ha_status:
             self.mqtt.ack(msg)
             if should_announce(msg.topic, msg.payload, self.config.homeassistant.prefix):
@@ -551,7 +566,7 @@ class Agent:
         self.publish_status()
         return True
 
-    def _swap_decisions(self, config: Config, safety: Any) -> None:
+    def _swap_decisions(self, config: Config, safety: Any, model_sha256: str | None = None) -> None:
         from agent.service.decisions import DecisionService
 
         old = self.decisions
@@ -567,7 +582,7 @@ class Agent:
             store=self.store,
             worker=self.worker,
             key=old.key,
-            model_sha256=old.model_sha256,
+            model_sha256=model_sha256 or old.model_sha256,
             clock=self.clock,
         )
         new.restore_history()
@@ -575,3 +590,78 @@ class Agent:
         old.stopping = True
         self._schedule_policies()
         threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
+
+    # -- model updates over MQTT --------------------------------------------------------------
+
+    def _start_model_updates(self) -> None:
+        from agent.policy.signing import load_key
+
+        key_file = self.config.security.command_key_file
+        assert key_file is not None
+        try:
+            key = load_key(key_file)
+        except AgentError as exc:
+            log.warning("model updates are off: %s", exc)
+            return
+        assembler = modelupdate.Assembler(self.config.agent.data_dir, key, self.clock)
+        self.updates = modelupdate.Receiver(
+            assembler,
+            self.prefix,
+            self.id,
+            ack=self.mqtt.ack,
+            on_assembled=self._install_model,
+            on_refused=self._report_model_refusal,
+        )
+        self.updates.start()
+
+    def _report_model_refusal(self, sha256: str, reason: str) -> None:
+        event = {
+            "ts": self.clock(),
+            "topic": modelupdate.update_topic(self.prefix, self.id),
+            "error": f"model update {sha256} refused: {reason}",
+            "payload": sha256,
+        }
+        log.error("%s", event["error"])
+        self.mqtt.publish(self.topic_errors, dumps(event), qos=0)
+
+    def _install_model(self, path: Path, manifest: modelupdate.Manifest) -> None:
+        """On the model-update thread: trial-load, move the pointer, swap inference, report."""
+        from agent.inference.model import Model
+        from agent.inference.threads import pick_threads
+        from agent.inference.worker import InferenceWorker
+
+        cfg, old = self.config.model, self.model
+        threads = pick_threads(cfg.threads)
+        worker = InferenceWorker(
+            lambda: Model(path, threads=threads, context=cfg.context, sha256=manifest.sha256)
+        )
+
+        def trial(p: Path) -> None:  # the trial is the new worker's own load: one load, not two
+            worker.start()
+            worker.wait_ready(120)
+            worker.call(lambda m: m.embed("ok"), 60)
+
+        try:
+            modelupdate.install(
+                path,
+                None if old is None else old.path,
+                trial if self.worker is not None else modelupdate.trial_load(threads, cfg.context),
+                ts=manifest.ts,
+            )
+        except AgentError as exc:
+            worker.stop(5)
+            self._report_model_refusal(manifest.sha256, str(exc))
+            return
+        self.model = ModelFile(path, manifest.sha256)
+        if self.worker is not None:
+            old_worker, self.worker = self.worker, worker
+            if self.decisions is not None:  # heads are keyed by the model's hash: retrain
+                self.decisions.worker = worker
+                self._swap_decisions(
+                    self.config, self.decisions.safety, model_sha256=manifest.sha256
+                )
+            old_worker.stop(30)
+        else:
+            worker.stop(5)
+        log.info("model %s (sha256 %s) is now running", manifest.name, manifest.sha256)
+        self.publish_status()

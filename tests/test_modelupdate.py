@@ -1,0 +1,313 @@
+"""Model updates: signed manifest and chunks over a real Mosquitto, resume, trial and rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.broker import Mosquitto
+from agent.config import MqttSection
+from agent.errors import AgentError
+from agent.inference.locate import locate, sha256_of
+from agent.mqtt import Message, MqttClient
+from agent.service.modelupdate import (
+    Assembler,
+    Manifest,
+    Receiver,
+    chunk_topic,
+    current_model,
+    filters,
+    install,
+    make_manifest,
+    push,
+    read_pointer,
+    trial_load,
+    update_topic,
+)
+from tests.conftest import Collector
+
+KEY = b"0123456789abcdef0123456789abcdef"
+OTHER_KEY = b"fedcba9876543210fedcba9876543210"
+NOW = 1_700_000_000.0
+CHUNK = 32 * 1024
+PREFIX, AGENT = "edge", "kitchen"
+
+
+def clock() -> float:
+    return NOW
+
+
+@pytest.fixture
+def blob(tmp_path: Path) -> Path:
+    path = tmp_path / "blob.gguf"
+    path.write_bytes(os.urandom(300 * 1024 + 123))  # 10 chunks, the last one short
+    return path
+
+
+def manifest_bytes(m: Manifest, key: bytes = KEY) -> bytes:
+    return json.dumps(m.signed(key)).encode()
+
+
+def chunks_of(path: Path, size: int) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def feed(assembler: Assembler, m: Manifest, path: Path, only: range | None = None) -> Path | None:
+    result = None
+    for index, chunk in enumerate(chunks_of(path, m.chunk_size)):
+        if only is None or index in only:
+            result = assembler.on_chunk(m.sha256, index, chunk)
+    return result
+
+
+def accept_all(path: Path) -> None:
+    pass
+
+
+class Agentside:
+    """A Receiver behind a real MqttClient, as the runtime wires it."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        self.assembled: list[tuple[Path, Manifest]] = []
+        self.refused: list[tuple[str, str]] = []
+        self.done = threading.Event()
+        self.assembler = Assembler(data_dir, KEY, clock)
+        cfg = MqttSection(port=port, prefix=PREFIX, subscriptions=filters(PREFIX, AGENT))
+        self.mqtt = MqttClient(cfg, "agent-under-test", will=None, on_message=self._on_message)
+        self.receiver = Receiver(
+            self.assembler,
+            PREFIX,
+            AGENT,
+            ack=self.mqtt.ack,
+            on_assembled=self._on_assembled,
+            on_refused=self._on_refused,
+        )
+        self.receiver.start()
+        self.mqtt.start()
+        assert self.mqtt.wait_connected(10)
+
+    def _on_message(self, msg: Message) -> None:
+        assert self.receiver.handle(msg)
+
+    def _on_assembled(self, path: Path, manifest: Manifest) -> None:
+        self.assembled.append((path, manifest))
+        self.done.set()
+
+    def _on_refused(self, sha256: str, reason: str) -> None:
+        self.refused.append((sha256, reason))
+        self.done.set()
+
+    def close(self) -> None:
+        self.mqtt.stop()
+        self.receiver.stop()
+
+
+@pytest.fixture
+def agentside(broker: Mosquitto, tmp_path: Path) -> Iterator[Agentside]:
+    side = Agentside(broker.port, tmp_path / "data")
+    yield side
+    side.close()
+
+
+# -- over the broker --------------------------------------------------------------------------
+
+
+def test_a_pushed_file_is_assembled_and_verified(
+    broker: Mosquitto, agentside: Agentside, blob: Path, tmp_path: Path
+) -> None:
+    seen: list[tuple[int, int]] = []
+    sent = push(
+        blob,
+        broker.host,
+        broker.port,
+        PREFIX,
+        AGENT,
+        KEY,
+        CHUNK,
+        progress=lambda d, t: seen.append((d, t)),
+        clock=clock,
+    )
+    assert agentside.done.wait(10), "nothing assembled"
+    assert agentside.refused == []
+    [(path, manifest)] = agentside.assembled
+    assert manifest == sent and manifest.chunks == 10
+    assert path == tmp_path / "data" / "models" / f"{sent.sha256}-blob.gguf"
+    assert path.read_bytes() == blob.read_bytes()
+    assert seen[-1] == (10, 10) and len(seen) == 10
+    assert list((tmp_path / "data" / "models" / "incoming").iterdir()) == []
+
+
+def test_a_corrupted_chunk_is_refused_and_the_old_model_keeps_running(
+    broker: Mosquitto, agentside: Agentside, blob: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    old = feed_and_install(data_dir, tmp_path / "old.gguf")
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW + 10)
+    sender = Collector(broker.port)
+    try:
+        sender.publish(update_topic(PREFIX, AGENT), manifest_bytes(m)).wait_for_publish(5)
+        for index, chunk in enumerate(chunks_of(blob, CHUNK)):
+            if index == 3:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            sender.publish(chunk_topic(PREFIX, AGENT, m.sha256, index), chunk).wait_for_publish(5)
+    finally:
+        sender.close()
+    assert agentside.done.wait(10)
+    assert agentside.assembled == []
+    [(sha, reason)] = agentside.refused
+    assert sha == m.sha256 and "sha256" in reason
+    models = data_dir / "models"
+    assert not (models / f"{m.sha256}-blob.gguf").exists()
+    assert list((models / "incoming").iterdir()) == []
+    assert current_model(data_dir) == old
+
+
+def feed_and_install(data_dir: Path, path: Path) -> object:
+    path.write_bytes(os.urandom(5000))
+    assembler = Assembler(data_dir, KEY, clock)
+    m = make_manifest(path, chunk_size=1024, now=NOW)
+    assert assembler.on_manifest(manifest_bytes(m)) is None
+    assembled = feed(assembler, m, path)
+    assert assembled is not None
+    install(assembled, None, accept_all, ts=m.ts)
+    return current_model(data_dir)
+
+
+# -- the assembler on its own -----------------------------------------------------------------
+
+
+def test_a_bad_signature_is_refused(tmp_path: Path, blob: Path) -> None:
+    assembler = Assembler(tmp_path, KEY, clock)
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW)
+    assert assembler.on_manifest(manifest_bytes(m, OTHER_KEY)) == "bad signature"
+    tampered = m.signed(KEY) | {"size": m.size + 1}
+    assert assembler.on_manifest(json.dumps(tampered).encode()) == "bad signature"
+    assert assembler.manifest is None
+    assert feed(assembler, m, blob) is None
+    assert not (tmp_path / "models" / "incoming").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"name": "../../etc/passwd"}, "must be a bare file name"),
+        ({"name": "a\\b.gguf"}, "must be a bare file name"),
+        ({"size": 1 << 50, "chunks": (1 << 50) // CHUNK}, "outside 1.."),
+        ({"chunk_size": 10, "chunks": 30_000}, "chunk_size 10 is outside"),
+        ({"chunks": 3}, "do not fit"),
+        ({"sha256": "ABC"}, "64 lowercase hex"),
+        ({"ts": NOW + 3600}, "in the future"),
+        ({"ts": NOW - 30 * 86400}, "ago"),
+    ],
+)
+def test_absurd_manifests_are_refused(
+    tmp_path: Path, blob: Path, change: dict[str, object], reason: str
+) -> None:
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW)
+    fields = {k: v for k, v in m.signed(KEY).items() if k != "sig"} | change
+    signed = Manifest(**fields).signed(KEY)  # type: ignore[arg-type]
+    refusal = Assembler(tmp_path, KEY, clock).on_manifest(json.dumps(signed).encode())
+    assert refusal is not None and reason in refusal
+
+
+def test_malformed_manifests_are_refused(tmp_path: Path) -> None:
+    assembler = Assembler(tmp_path, KEY, clock)
+    for payload in (b"", b"\xff", b"[]", b'{"name": "x"}', b'{"size": NaN}'):
+        assert assembler.on_manifest(payload) == "malformed manifest"
+
+
+def test_an_interrupted_transfer_resumes_after_a_restart(tmp_path: Path, blob: Path) -> None:
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW)
+    first = Assembler(tmp_path, KEY, clock)
+    assert first.on_manifest(manifest_bytes(m)) is None
+    assert feed(first, m, blob, only=range(0, 10, 2)) is None  # every other chunk
+    del first  # the agent stops
+
+    second = Assembler(tmp_path, KEY, clock)
+    assert second.manifest == m
+    assert second.missing() == [1, 3, 5, 7, 9]
+    assert second.on_manifest(manifest_bytes(m)) is None  # a re-push keeps what arrived
+    assert second.missing() == [1, 3, 5, 7, 9]
+    assembled = feed(second, m, blob, only=range(1, 10, 2))
+    assert assembled is not None and assembled.read_bytes() == blob.read_bytes()
+    assert second.missing() == [] and second.manifest is None
+
+
+def test_chunks_of_the_wrong_length_or_transfer_are_dropped(tmp_path: Path, blob: Path) -> None:
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW)
+    assembler = Assembler(tmp_path, KEY, clock)
+    assert assembler.on_manifest(manifest_bytes(m)) is None
+    assert assembler.on_chunk(m.sha256, 0, b"short") is None
+    assert assembler.on_chunk(m.sha256, 99, b"x" * CHUNK) is None
+    assert assembler.on_chunk("0" * 64, 0, b"x" * CHUNK) is None
+    assert assembler.missing() == list(range(10))
+
+
+# -- installing -------------------------------------------------------------------------------
+
+
+def test_install_trial_loads_the_real_model_and_points_current_at_it(tmp_path: Path) -> None:
+    bundled = locate("bundled:smollm2-135m")
+    m = make_manifest(bundled.path, chunk_size=8 << 20, now=NOW)
+    assembler = Assembler(tmp_path, KEY, clock)
+    assert assembler.on_manifest(manifest_bytes(m)) is None
+    assembled = feed(assembler, m, bundled.path)
+    assert assembled is not None and sha256_of(assembled) == bundled.sha256
+
+    assert install(assembled, bundled.path, trial_load(1, 128), ts=m.ts) == assembled
+    installed = current_model(tmp_path)
+    assert installed is not None
+    assert installed.path == assembled and installed.sha256 == bundled.sha256
+    pointer = read_pointer(tmp_path)
+    assert pointer is not None and pointer["previous"] == str(bundled.path)
+    assert assembler.on_manifest(manifest_bytes(m)) == "this model is already installed"
+
+
+def test_an_older_manifest_than_the_installed_one_is_refused(tmp_path: Path, blob: Path) -> None:
+    feed_and_install(tmp_path, tmp_path / "installed.gguf")
+    older = make_manifest(blob, chunk_size=CHUNK, now=NOW - 60)
+    refusal = Assembler(tmp_path, KEY, clock).on_manifest(manifest_bytes(older))
+    assert refusal == "manifest is older than the installed model's"
+
+
+def test_a_model_that_fails_its_trial_is_rolled_back(tmp_path: Path, blob: Path) -> None:
+    old = feed_and_install(tmp_path, tmp_path / "old.gguf")
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW + 5)  # random bytes: sha fine, not GGUF
+    assembler = Assembler(tmp_path, KEY, clock)
+    assert assembler.on_manifest(manifest_bytes(m)) is None
+    assembled = feed(assembler, m, blob)
+    assert assembled is not None
+
+    with pytest.raises(AgentError, match="rolled back") as caught:
+        install(assembled, tmp_path / "old.gguf", trial_load(1, 128), ts=m.ts)
+    assert "cannot load model" in str(caught.value)
+    assert current_model(tmp_path) == old
+    assert not assembled.exists()
+
+
+def test_a_trial_that_raises_anything_still_rolls_back(tmp_path: Path, blob: Path) -> None:
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW)
+    assembler = Assembler(tmp_path, KEY, clock)
+    assembler.on_manifest(manifest_bytes(m))
+    assembled = feed(assembler, m, blob)
+    assert assembled is not None
+
+    def crash(path: Path) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(AgentError, match=r"rolled back.*RuntimeError: boom"):
+        install(assembled, None, crash, ts=m.ts)
+    assert read_pointer(tmp_path) is None
+
+
+def test_push_reports_an_unreachable_broker(blob: Path) -> None:
+    from agent.broker import free_port
+
+    with pytest.raises(AgentError, match="cannot reach the broker"):
+        push(blob, "127.0.0.1", free_port(), PREFIX, AGENT, KEY, CHUNK, timeout=1.5)
