@@ -154,3 +154,28 @@ def test_sighup_reloads_policies_refuses_a_bad_file_and_drops_no_reading(
     wait_for(lambda: audit("SELECT count(*) FROM readings")[0][0] == 300, what="300 readings")
     assert audit("SELECT count(DISTINCT seq) FROM readings") == [(300,)]
     assert agent.alive()
+
+
+def test_the_running_agent_serves_prometheus_metrics(
+        tmp_path: Path, broker: Mosquitto, agent_factory: Callable[[Path], AgentProcess],
+        collector_factory: Callable[..., Collector]) -> None:
+    import urllib.request
+
+    from agent.broker import free_port
+
+    port = free_port()
+    watch = collector_factory(broker.port, "edge/agents/test-agent/status")
+    cfg = agent_config(tmp_path, broker.port, metrics__port=port)
+    agent_factory(cfg)
+    wait_for(lambda: bool(watch.on("edge/agents/test-agent/status")), what="online")
+    watch.publish("edge/sensors/dev-1/temperature", b'{"value": 21.0, "seq": 1}')
+    watch.publish("edge/sensors/dev-1/temperature", b"not a number")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    wait_for(lambda: "edge_agent_readings 1.0" in scrape(), what="readings in metrics")
+    text = scrape()
+    assert 'edge_agent_rejected_total{reason="malformed"} 1.0' in text
+    assert "edge_agent_ingest_latency_seconds_count 2.0" in text
