@@ -45,9 +45,13 @@ def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comm
 
 
 @pytest.mark.parametrize("group", [cli, sim_cli], ids=["edge-agent", "firmware-sim"])
-def test_every_command_has_help(group: click.Group) -> None:
+def test_every_command_has_help_and_a_mention_in_the_readme(group: click.Group) -> None:
     runner = CliRunner()
+    readme = (ROOT / "README.md").read_text()
+    prog = "edge-agent" if group is cli else "firmware-sim"
     for name, cmd in commands(group):
+        if not isinstance(cmd, click.Group):
+            assert f"{prog} {name}" in readme, f"{prog} {name} is not in README.md"
         assert cmd.help and len(cmd.help) > 20, f"{name} has no help text"
         result = runner.invoke(group, [*name.split(), "--help"])
         assert result.exit_code == 0, name
