@@ -111,6 +111,8 @@ def bench_config(broker: Mosquitto, data_dir: Path, name: str) -> Config:
     data["mqtt"].update(port=broker.port, receive_maximum=RECEIVE_MAXIMUM)
     data["sensors"]["temperature"].pop("deadband", None)  # every reading becomes a row
     data["policies"] = []
+    data["interlocks"] = []
+    data["security"]["command_key_file"] = None  # ingest only: no commands, no model updates
     return parse_config(yaml.safe_dump(data))
 
 
