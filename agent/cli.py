@@ -295,6 +295,42 @@ def status(config: str, wait: float) -> None:
     click.echo("\n".join(render(statuses, cfg.agent.id)))
 
 
+@cli.command("train-heads")
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Where to write them (default: the config's data_dir/heads).",
+)
+def train_heads_command(config: str, out_dir: str | None) -> None:
+    """Train the embed policies' decision heads ahead of time (what the agent does at its first
+    start), e.g. on a bigger machine for a fleet; the agent still gates them at start."""
+    from agent.inference.locate import locate
+    from agent.inference.model import Model
+    from agent.inference.threads import pick_threads
+    from agent.service.decisions import train_heads
+
+    cfg = _load(config)
+    setup_logging("WARNING")
+    try:
+        found = locate(cfg.model.path)
+        with Model(
+            found.path, threads=pick_threads(None), context=cfg.model.context, sha256=found.sha256
+        ) as m:
+            train_heads(
+                cfg,
+                m.embed,
+                Path(out_dir) if out_dir else cfg.agent.data_dir / "heads",
+                found.sha256,
+                click.echo,
+            )
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.group()
 def model() -> None:
     """Send, quantize and compare GGUF model files."""

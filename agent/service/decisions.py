@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 TRAIN_EXAMPLES = 240
 GATE_CASES = 60
 DECIDE_TIMEOUT = 20.0
-HEAD_VERSION = 2  # bump when the example generator or the head changes
+HEAD_VERSION = 3  # bump when the example generator or the head changes
+BUNDLED_HEADS = Path(__file__).resolve().parents[2] / "config" / "heads"
 
 
 @dataclass
@@ -71,6 +72,30 @@ class PolicyState:
 
 def situation_of(example: gen.Example) -> Situation:
     return Situation(example.digest, example.value, example.band, example.zone)
+
+
+def head_file(config: Config, policy: PolicyConfig, model_sha256: str | None) -> str:
+    """The head's file name: a hash of all that its training depends on (not of the
+    schedule or the safety limits, so those can change without retraining)."""
+    actuator = policy.actuators[0]
+    quantities = sorted({i.split("/")[1] for i in policy.inputs})
+    spec = json.dumps(
+        [
+            HEAD_VERSION,
+            model_sha256,
+            policy.inputs,
+            policy.targets,
+            actuator.actions,
+            None if actuator.responses is None else actuator.responses.model_dump(),
+            {
+                q: config.sensors[q].model_dump(mode="json", include={"unit", "range"})
+                for q in quantities
+                if q in config.sensors
+            },
+        ],
+        sort_keys=True,
+    )
+    return f"{policy.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
 
 
 def value_for(policy: PolicyConfig, action: str, band: tuple[float, float]) -> float | None:
@@ -227,17 +252,9 @@ class DecisionService:
         return EmbedEngine(self.head_for(policy), self.embed)
 
     def head_path(self, policy: PolicyConfig) -> Path:
-        spec = json.dumps(
-            [
-                HEAD_VERSION,
-                self.model_sha256,
-                policy.model_dump(mode="json"),
-                {k: v.model_dump(mode="json") for k, v in self.config.sensors.items()},
-            ],
-            sort_keys=True,
+        return (
+            self.config.agent.data_dir / "heads" / head_file(self.config, policy, self.model_sha256)
         )
-        digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
-        return self.config.agent.data_dir / "heads" / f"{policy.name}-{digest}.json"
 
     def head_for(self, policy: PolicyConfig) -> SoftmaxHead:
         """The policy's head: cached in data_dir, else trained on generated examples plus the
@@ -245,6 +262,9 @@ class DecisionService:
         path = self.head_path(policy)
         if path.exists():
             return SoftmaxHead.from_json(path.read_text())
+        shipped = BUNDLED_HEADS / path.name  # trained here on the same generated examples
+        if shipped.exists() and not self._labels(policy.name):
+            return SoftmaxHead.from_json(shipped.read_text())
         return self.train_head(policy)
 
     def train_head(self, policy: PolicyConfig) -> SoftmaxHead:
@@ -649,3 +669,31 @@ class DecisionService:
 
         text: str = self._call(run)
         return text
+
+
+def train_heads(
+    config: Config,
+    embed: Callable[[str], np.ndarray],
+    out_dir: Path,
+    model_sha256: str,
+    echo: Callable[[str], None],
+) -> list[Path]:
+    """Train every ``embed`` policy's head ahead of time, exactly as the agent does at its
+    first start (generated examples only), into ``out_dir`` under the agent's file names."""
+    written = []
+    for policy in config.policies:
+        if policy.engine != "embed" or not policy.targets:
+            continue
+        started = time.monotonic()
+        train = gen.generate(config, policy, TRAIN_EXAMPLES, seed=1)
+        x = np.array([embed(e.digest) for e in train])
+        head = SoftmaxHead.fit(x, [e.action for e in train], list(policy.actuators[0].actions))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / head_file(config, policy, model_sha256)
+        path.write_text(head.to_json())
+        written.append(path)
+        echo(
+            f"{policy.name}: trained on {len(train)} examples in "
+            f"{time.monotonic() - started:.0f}s -> {path}"
+        )
+    return written
