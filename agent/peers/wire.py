@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from agent.errors import AgentError
+from agent.numbers import finite_number
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -38,11 +38,8 @@ def number(data: Mapping[str, Any], key: str, what: str) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AgentError(f"{what}: {key} must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except OverflowError:
-        raise AgentError(f"{what}: {key} must be a finite number, got {value!r}") from None
-    if not math.isfinite(out):
+    out = finite_number(value)
+    if out is None:
         raise AgentError(f"{what}: {key} must be a finite number, got {value!r}")
     return out
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, NamedTuple
 
 from agent.errors import RejectedReading
+from agent.numbers import finite_number
 
 TS_MIN = 946_684_800.0  # 2000-01-01T00:00:00Z
 TS_MAX_AHEAD = 86_400.0
@@ -60,12 +60,10 @@ def _kind(value: object) -> str:
 def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RejectedReading(f"{field} must be a number, got {_kind(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise RejectedReading(f"{field} must be finite, got an integer too large") from None
-    if not math.isfinite(number):
-        raise RejectedReading(f"{field} must be finite, got {value!r}")
+    number = finite_number(value)
+    if number is None:
+        shown = "an integer too large" if isinstance(value, int) else repr(value)
+        raise RejectedReading(f"{field} must be finite, got {shown}")
     return number
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from agent.config import ActuatorConfig, Config, InterlockConfig, SafetyConfig
 from agent.errors import ConfigError
-from agent.policy.signing import finite_number as _number
+from agent.numbers import finite_number as _number
 
 Reading = Callable[[str, str], float | None]  # (device, quantity) -> latest cleaned value
 SOURCES = ("policy", "intent", "interlock")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.numbers import finite_number
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +238,6 @@ def parse_command(payload: bytes | Mapping[str, object]) -> dict[str, object] | 
     if command["value"] is not None and finite_number(command["value"]) is None:
         return None
     return command
-
-
-def finite_number(value: object) -> float | None:
-    """A finite number as a float; None for anything else (booleans, NaN, huge integers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def check_command(

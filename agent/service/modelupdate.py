@@ -52,7 +52,8 @@ from agent.config import MqttSection
 from agent.errors import AgentError
 from agent.inference.locate import ModelFile, sha256_of
 from agent.mqtt import Message, MqttClient
-from agent.policy.signing import finite_number, sign, verify
+from agent.numbers import finite_number
+from agent.policy.signing import sign, verify
 
 log = logging.getLogger(__name__)
 
