@@ -338,11 +338,43 @@ class SafetyConfig(_Section):
     command_ttl: Duration = 30.0  # a command expires this long after it was made
 
 
+class DpConfig(_Section):
+    """Differential privacy of a member's update: clipped to L2 norm ``clip``, plus Gaussian
+    noise of standard deviation ``sigma * clip`` on every weight."""
+
+    clip: float = Field(gt=0)
+    sigma: float = Field(ge=0)
+
+
+class FederatedConfig(_Section):
+    """Federated learning of the policy's ``embed`` head among the group's members."""
+
+    every: Duration = 86400.0  # the leader starts a federation this long after the last one
+    start_after: Duration = 30.0  # and not before it has been up this long
+    rounds: int = Field(default=10, ge=1)
+    epochs: int = Field(default=30, ge=1)  # local epochs per round
+    lr: float = Field(default=0.5, gt=0)
+    deadline: Duration = 60.0  # a round waits this long for the members' updates
+    min_members: int = Field(default=2, ge=1)  # online members needed to start
+    examples: int = Field(default=240, ge=10)  # generated training examples per member
+    heldout: int = Field(default=60, ge=10)  # generated held-out cases per member
+    secure: bool = False  # pairwise masks: the leader sees only the sum of the updates
+    dp: DpConfig | None = None
+
+    @model_validator(mode="after")
+    def _secure(self) -> FederatedConfig:
+        if self.secure and self.min_members < 3:
+            raise ValueError("secure aggregation needs min_members >= 3 (with two members the "
+                             "leader could subtract its own update from the sum)")
+        return self
+
+
 class PeersConfig(_Section):
     group: TopicWord
     method: Literal["mean", "vote"] = "mean"
     quorum: int = Field(default=1, ge=1)
     deadline: Duration = 5.0
+    federated: FederatedConfig | None = None
 
 
 class PolicyConfig(_Section):
@@ -368,6 +400,8 @@ class PolicyConfig(_Section):
 
     @model_validator(mode="after")
     def _targets(self) -> PolicyConfig:
+        if self.peers is not None and self.peers.federated is not None and self.engine != "embed":
+            raise ValueError("peers.federated trains the embed engine's head; set engine: embed")
         for key, band in self.targets.items():
             if key not in self.inputs:
                 raise ValueError(f"target {key!r} is not one of the policy's inputs")

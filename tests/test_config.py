@@ -625,3 +625,46 @@ def test_tls_is_enabled_by_a_ca_or_a_client_certificate() -> None:
     assert parse_config("mqtt: {tls: {ca_file: /etc/ca.pem}}").mqtt.tls.enabled is True
     assert parse_config("mqtt: {tls: {cert_file: /c, key_file: /k}}").mqtt.tls.enabled is True
     assert parse_config("").mqtt.tls.enabled is False
+
+
+FEDERATED = """
+policies:
+  - name: climate
+    inputs: [room-1/temperature]
+    targets: {{room-1/temperature: [20, 24]}}
+    engine: {engine}
+    actuators:
+      - {{device: hvac-1, actuator: hvac, actions: [cool, heat, off]}}
+    peers:
+      group: house
+      federated: {federated}
+"""
+
+
+def test_federated_learning_settings() -> None:
+    config = parse_config(FEDERATED.format(
+        engine="embed", federated="{every: 12h, secure: true, min_members: 3, "
+        "dp: {clip: 1.0, sigma: 0.5}}"))
+    peers = config.policies[0].peers
+    assert peers is not None and peers.federated is not None
+    fed = peers.federated
+    assert (fed.every, fed.rounds, fed.secure, fed.min_members) == (43200.0, 10, True, 3)
+    assert fed.dp is not None and (fed.dp.clip, fed.dp.sigma) == (1.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("engine", "federated", "error"),
+    [
+        ("llm", "{}", "policies[0]: peers.federated trains the embed engine's head; set engine: "
+         "embed (line 3)"),
+        ("embed", "{secure: true}", "policies[0].peers.federated: secure aggregation needs "
+         "min_members >= 3 (with two members the leader could subtract its own update from "
+         "the sum) (line 11)"),
+        ("embed", "{dp: {clip: 0, sigma: 1}}", "policies[0].peers.federated.dp.clip: Input "
+         "should be greater than 0 (line 11)"),
+        ("embed", "{rounds: 0}", "policies[0].peers.federated.rounds: Input should be greater "
+         "than or equal to 1 (line 11)"),
+    ],
+)
+def test_bad_federated_learning_settings(engine: str, federated: str, error: str) -> None:
+    assert errors_of(FEDERATED.format(engine=engine, federated=federated)) == [error]

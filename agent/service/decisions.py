@@ -15,6 +15,7 @@ import math
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import Config, PolicyConfig
+from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
 from agent.inference.worker import InferenceWorker
 from agent.peers.aggregate import GroupDecision
@@ -54,6 +55,16 @@ GATE_CASES = 60
 DECIDE_TIMEOUT = 20.0
 HEAD_VERSION = 3  # bump when the example generator or the head changes
 BUNDLED_HEADS = Path(__file__).resolve().parents[2] / "config" / "heads"
+
+
+@dataclass(frozen=True)
+class FlData:
+    """A member's own embedded examples and held-out cases for federated learning."""
+
+    x: np.ndarray
+    labels: list[str]
+    heldout_x: np.ndarray
+    heldout_labels: list[str]
 
 
 @dataclass
@@ -286,6 +297,68 @@ class DecisionService:
             time.monotonic() - started,
         )
         return head
+
+    # -- federated learning -------------------------------------------------------------------
+
+    def federation_data(self, policy: PolicyConfig, fed: FederatedConfig) -> FlData:
+        """This member's own data for federated learning, embedded: examples generated from its
+        own policy with a seed of its own plus the labels its people gave, and held-out cases
+        (the fitness gate's). They never leave the device; the embeddings are cached in
+        ``data_dir/fl`` so a restart does not embed them again."""
+        seed = zlib.crc32(self.agent_id.encode()) or 1
+        train = [(e.digest, e.action) for e in gen.generate(self.config, policy, fed.examples,
+                                                                seed=seed)]
+        train += self.on_db(lambda: self.store.examples(policy.name)).result(timeout=30)
+        heldout = [(e.digest, e.action)
+                   for e in gen.generate(self.config, policy, fed.heldout, seed=7919)]
+        texts = [d for d, _ in train + heldout]
+        key = hashlib.sha256(json.dumps([self.model_sha256, texts]).encode()).hexdigest()[:16]
+        cache = self.config.agent.data_dir / "fl" / f"{policy.name}-{key}.npy"
+        try:
+            vectors = np.load(cache)
+            assert vectors.shape[0] == len(texts)
+        except (OSError, ValueError, AssertionError):
+            started = time.monotonic()
+            vectors = np.array([self.embed(t) for t in texts])
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            for old in cache.parent.glob(f"{policy.name}-*.npy"):
+                old.unlink(missing_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            with tmp.open("wb") as out:
+                np.save(out, vectors)
+            tmp.replace(cache)
+            log.info("policy %s: embedded %d examples for federated learning in %.0fs",
+                     policy.name, len(texts), time.monotonic() - started)
+        n = len(train)
+        return FlData(vectors[:n], [a for _, a in train], vectors[n:], [a for _, a in heldout])
+
+    def install_head(self, name: str, head: SoftmaxHead, score: float, source: str) -> bool:
+        """Swap in a head learned elsewhere (a federation's), if it passes the fitness gate
+        (``score``: its accuracy on this agent's held-out cases); it is kept across restarts."""
+        st = self.states[name]
+        if score < st.policy.min_accuracy:
+            log.warning("policy %s: %s head scored %.0f%% < min_accuracy %.0f%%; not used",
+                        name, source, 100 * score, 100 * st.policy.min_accuracy)
+            return False
+        path = self.head_path(st.policy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(head.to_json())
+        tmp.replace(path)
+        with st.lock:
+            st.engine = EmbedEngine(head, self.embed)
+        st.gate = {
+            "state": "passed",
+            "accuracy": round(score, 4),
+            "cases": st.policy.peers.federated.heldout if st.policy.peers and
+            st.policy.peers.federated else GATE_CASES,
+            "min_accuracy": st.policy.min_accuracy,
+            "labels": self._labels(name),
+            "source": source,
+        }
+        log.info("policy %s: now deciding with the %s head (%.0f%% on its held-out cases)",
+                 name, source, 100 * score)
+        return True
 
     # -- deciding -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
 from agent.service import modelupdate, systemd
+from agent.service.federation import FederationService
 from agent.service.homeassistant import (
     Announcement,
     clean_payload,
@@ -84,7 +85,14 @@ class Agent:
         self.peers = PeerService(
             config, self.id, publish=self._publish, act=self._act_group, clock=clock
         )
-        extra = [self.topic_states, self.topic_intents, *self.peers.filters()]
+        self.federation = FederationService(
+            config, self.id, peers=self.peers, decisions=lambda: self.decisions,
+            publish=self._publish, clock=clock,
+        )
+        extra = [
+            self.topic_states, self.topic_intents, *self.peers.filters(),
+            *self.federation.filters(),
+        ]
         self.topic_ha_status = f"{config.homeassistant.prefix}/status"
         self._announced: set[tuple[str, str]] = set()
         self.updates: modelupdate.Receiver | None = None
@@ -155,6 +163,7 @@ class Agent:
             self.metrics.close()
         if self.decisions is not None:
             self.decisions.stopping = True
+        self.federation.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.updates is not None:
@@ -237,7 +246,7 @@ class Agent:
             return
         if self.decisions is not None and not msg.topic.startswith(self._sensor_prefix):
             self.mqtt.ack(msg)  # state, intents and peers are handled once, not stored
-            if self.peers.handle(msg):
+            if self.peers.handle(msg) or self.federation.handle(msg):
                 return
             if msg.topic == self.topic_intents:
                 self.scheduler.add_job(self._handle_intent, args=[msg])
@@ -277,6 +286,11 @@ class Agent:
             "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
             "groups": self.peers.groups if hasattr(self, "peers") else [],
+            **(
+                {"federation": self.federation.status()}
+                if hasattr(self, "federation") and self.federation.feds
+                else {}
+            ),
             "policies": {}
             if self.decisions is None
             else {name: st.status() for name, st in self.decisions.states.items()},
@@ -363,6 +377,10 @@ class Agent:
             self.scheduler.add_job(
                 self.peers.tick, "interval", seconds=0.2, id="peers", max_instances=1, coalesce=True
             )
+        if self.federation.feds:
+            self.federation.start()
+            self.scheduler.add_job(self.federation.tick, "interval", seconds=1, id="federation",
+                                   max_instances=1, coalesce=True)
         threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
 
     def _schedule_policies(self) -> None:
@@ -590,6 +608,8 @@ class Agent:
         old.stopping = True
         self._schedule_policies()
         threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
+        if new.model_sha256 != old.model_sha256:
+            self.federation.start()  # the embeddings of the old model are no use to the new one
 
     # -- model updates over MQTT --------------------------------------------------------------
 

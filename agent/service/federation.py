@@ -1,0 +1,320 @@
+"""Federated learning between live agents: the rounds of :mod:`agent.peers.rounds` over MQTT.
+
+For every policy with ``peers: {group: G, federated: {...}}`` (engine ``embed``):
+
+- Every member embeds its own examples once (examples generated from its own policy with a
+  seed of its own, plus the labels its people gave by overriding an actuator) and its
+  held-out cases (the fitness gate's); they never leave the device.
+- The group's leader (the lowest settled id online, as for group decisions) is the
+  coordinator. It starts a federation when it has been up ``start_after``, at least
+  ``min_members`` members are online, and the last federation of the group (the retained
+  round message says when it ended) is older than ``every``. It publishes each round on
+  ``{p}/groups/{G}/fl/{policy}/round`` (retained), collects the updates on ``.../update/+``
+  until all listed members answered or the round's deadline passed, averages them (FedAvg by
+  example count, or the masked sum with ``secure: true``) and publishes the next round.
+- A member answers the rounds it is listed in (``.../update/{agent}``); with ``secure: true``
+  it first publishes its Diffie-Hellman public key (``.../key/{agent}``, retained). From
+  round 2 on it adopts the global head only if its own held-out accuracy does not drop and it
+  passes the policy's ``min_accuracy``; an adopted head replaces the policy's engine at once
+  and is kept across restarts.
+- When the leader dies mid-federation, the next leader resumes from the retained round
+  message (same round, next attempt, the members online now).
+
+All of it runs on one thread of its own (embedding and training take seconds), fed by the
+MQTT thread and a 1-second tick; nothing here blocks ingest or decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.config import Config, FederatedConfig, PolicyConfig
+from agent.errors import AgentError
+from agent.mqtt import Message
+from agent.peers import fedavg as fa
+from agent.peers.rounds import (
+    Coordinator,
+    DpSettings,
+    FlSettings,
+    Member,
+    RoundMessage,
+    key_payload,
+    key_topic,
+    parse_key,
+    parse_round,
+    round_topic,
+    update_topic,
+)
+
+if TYPE_CHECKING:
+    from agent.service.decisions import DecisionService
+    from agent.service.peers import PeerService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PolicyFederation:
+    policy: PolicyConfig
+    fed: FederatedConfig
+    group: str
+    member: Member | None = None
+    failed: str | None = None  # why this agent cannot take part (no model, ...)
+    coordinator: Coordinator | None = None
+    last: RoundMessage | None = None  # the newest round message seen (retained)
+    publics: dict[str, int] = field(default_factory=dict)  # keys that came before the member
+    ended_at: float | None = None  # when a federation this agent coordinated stopped early
+    rounds_answered: int = 0
+    adopted: int = 0
+
+    def status(self, leader: bool) -> dict[str, Any]:
+        last = self.last
+        out: dict[str, Any] = {
+            "group": self.group,
+            "role": "coordinator" if leader else "member",
+            "ready": self.member is not None,
+            "answered": self.rounds_answered,
+            "adopted": self.adopted,
+        }
+        if self.failed:
+            out["error"] = self.failed
+        if last is not None:
+            out.update(session=last.session, round=last.round, stage=last.stage)
+        return out
+
+
+class FederationService:
+    def __init__(
+        self,
+        config: Config,
+        agent_id: str,
+        *,
+        peers: PeerService,
+        decisions: Callable[[], DecisionService | None],
+        publish: Callable[..., Any],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.prefix = config.mqtt.prefix
+        self.agent_id = agent_id
+        self.peers = peers
+        self.decisions = decisions
+        self.publish = publish
+        self.clock = clock
+        self.started = clock()
+        self.keys = fa.KeyPair.generate()
+        self.feds: dict[str, PolicyFederation] = {}
+        for p in config.policies:
+            if p.peers is not None and p.peers.federated is not None and p.targets:
+                self.feds[p.name] = PolicyFederation(p, p.peers.federated, p.peers.group)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="federation")
+        self._tick_queued = threading.Event()
+        self.closed = False
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def filters(self) -> list[str]:
+        out = []
+        for name, f in self.feds.items():
+            out += [
+                round_topic(self.prefix, f.group, name),
+                update_topic(self.prefix, f.group, name, "+"),
+                key_topic(self.prefix, f.group, name, "+"),
+            ]
+        return out
+
+    def handle(self, msg: Message) -> bool:
+        """Take a federation message (queued for the federation thread); False if it is not."""
+        parts = msg.topic.split("/")
+        if len(parts) < 6 or parts[1] != "groups" or parts[3] != "fl" or parts[4] not in self.feds:
+            return False
+        if parts[2] != self.feds[parts[4]].group:
+            return False
+        if not self.closed:
+            self.executor.submit(self._guard, self._on_message, parts[4], parts[5:], msg.payload)
+        return True
+
+    def start(self) -> None:
+        """Embed each member's data (slow), then publish the keys of secure federations."""
+        for name in self.feds:
+            self.executor.submit(self._guard, self._prepare, name)
+
+    def tick(self) -> None:
+        """Called every second: the coordinator's side (start, close rounds, take over)."""
+        if self.feds and not self.closed and not self._tick_queued.is_set():
+            self._tick_queued.set()
+            self.executor.submit(self._guard, self._tick)
+
+    def stop(self) -> None:
+        self.closed = True
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            name: f.status(self._leader(f) == self.agent_id) for name, f in self.feds.items()
+        }
+
+    # -- on the federation thread -----------------------------------------------------------------
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except AgentError as exc:
+            log.warning("federated learning: %s", exc)
+        except Exception:  # one bad message or round must not stop the federation thread
+            log.exception("federated learning failed")
+
+    def _prepare(self, name: str) -> None:
+        f = self.feds[name]
+        service = self._wait_for_decisions()
+        if service is None:
+            return
+        try:
+            data = service.federation_data(f.policy, f.fed)
+            head = service.head_for(f.policy)
+        except AgentError as exc:
+            f.failed = f"cannot take part: {exc}"
+            log.error("policy %s: federated learning %s", name, f.failed)
+            return
+        dp = None if f.fed.dp is None else DpSettings(f.fed.dp.clip, f.fed.dp.sigma)
+        member = Member(self.agent_id, data.x, data.labels, data.heldout_x,
+                        data.heldout_labels, head=head, dp=dp, keys=self.keys)
+        member.publics.update(f.publics)
+        f.member = member
+        if f.fed.secure:
+            self.publish(key_topic(self.prefix, f.group, name, self.agent_id),
+                         key_payload(self.agent_id, self.keys), qos=1, retain=True)
+        log.info("policy %s: ready for federated learning in group %s (%d examples, %d held out)",
+                 name, f.group, len(data.labels), len(data.heldout_labels))
+        if f.last is not None:  # a round arrived while the data was being embedded
+            self._on_round(f, f.last.to_payload())
+
+    def _wait_for_decisions(self) -> DecisionService | None:
+        while not self.closed:
+            service = self.decisions()
+            if service is not None and service.worker is not None:
+                return service
+            if service is not None and service.worker is None and service.states:
+                return None  # no model: the embed engine (and so federation) cannot run
+            time.sleep(0.5)
+        return None
+
+    def _on_message(self, name: str, tail: list[str], payload: bytes) -> None:
+        f = self.feds[name]
+        if tail == ["round"]:
+            if payload:
+                self._on_round(f, payload)
+        elif len(tail) == 2 and tail[0] == "update":
+            if f.coordinator is not None and payload:
+                why = f.coordinator.on_update(payload, self.clock())
+                if why is not None:
+                    log.info("policy %s: update of %s refused: %s", name, tail[1], why)
+        elif len(tail) == 2 and tail[0] == "key" and payload:
+            agent, public = parse_key(payload)
+            if agent != tail[1]:
+                raise AgentError(f"key of {agent} published on the topic of {tail[1]}")
+            f.publics[agent] = public
+            if f.member is not None:
+                f.member.publics[agent] = public
+
+    def _on_round(self, f: PolicyFederation, payload: bytes) -> None:
+        message = parse_round(payload)
+        if message.group != f.group or message.policy != f.policy.name:
+            raise AgentError(f"round message for {message.group}/{message.policy} on the topic "
+                             f"of {f.group}/{f.policy.name}")
+        f.last = message
+        member = f.member
+        if member is None:
+            return
+        adopted = member.adopted
+        update = member.on_round(payload)
+        if member.adopted > adopted and member.head is not None:
+            service = self.decisions()
+            score = member.head.accuracy(member.heldout_x, member.heldout_labels)
+            if service is not None and service.install_head(
+                f.policy.name, member.head, score,
+                f"federated (session {message.session}, round {message.round})",
+            ):
+                f.adopted += 1
+        if update is not None:
+            self.publish(update_topic(self.prefix, f.group, f.policy.name, self.agent_id),
+                         update.to_payload(), qos=1)
+            f.rounds_answered += 1
+            log.info("policy %s: sent the update for round %d.%d (%s)", f.policy.name,
+                     message.round, message.attempt, message.stage)
+
+    def _leader(self, f: PolicyFederation) -> str | None:
+        with self.peers.lock:
+            return self.peers.membership.leader(f.group)
+
+    def _members(self, f: PolicyFederation) -> list[str]:
+        with self.peers.lock:
+            return self.peers.membership.members(f.group)
+
+    def _tick(self) -> None:
+        self._tick_queued.clear()
+        now = self.clock()
+        for f in self.feds.values():
+            if self._leader(f) != self.agent_id or f.member is None:
+                f.coordinator = None  # not (or not yet) ours to run
+                continue
+            members = self._members(f)
+            if f.coordinator is None:
+                f.coordinator = self._begin(f, now, members)
+                if f.coordinator is None:
+                    continue
+                message = f.coordinator.current
+            else:
+                next_message = f.coordinator.tick(now, members)
+                if next_message is None:
+                    if f.coordinator.done and f.coordinator.failed:
+                        log.warning("policy %s: federation stopped: %s", f.policy.name,
+                                    f.coordinator.failed)
+                        f.coordinator = None
+                        f.ended_at = now
+                    continue
+                message = next_message
+            self._publish_round(f, message)
+
+    def _begin(self, f: PolicyFederation, now: float, members: list[str]) -> Coordinator | None:
+        """A coordinator for a new federation, or one taking over the last; None if not due."""
+        last = f.last
+        settings = FlSettings(rounds=f.fed.rounds, epochs=f.fed.epochs, lr=f.fed.lr,
+                              deadline=f.fed.deadline, secure=f.fed.secure)
+        classes = list(f.policy.actuators[0].actions)
+        dim = int(np.asarray(f.member.x).shape[1]) if f.member is not None else 0
+        if f.ended_at is not None and now - f.ended_at < f.fed.every:
+            return None  # the last one this agent ran stopped early: wait as after a final
+        recent = last is not None and now - last.ts < 3 * last.deadline + 60
+        if last is not None and last.stage != "final" and recent:
+            coordinator = Coordinator(self.agent_id, f.group, f.policy.name, classes, dim,
+                                      settings, session=last.session)
+            coordinator.resume(last, now, members)
+            log.info("policy %s: taking over federation %s at round %d", f.policy.name,
+                     last.session, last.round)
+            return coordinator
+        if now - self.started < f.fed.start_after or len(members) < f.fed.min_members:
+            return None
+        if last is not None and last.stage == "final" and now - last.ts < f.fed.every:
+            return None
+        coordinator = Coordinator(self.agent_id, f.group, f.policy.name, classes, dim, settings)
+        coordinator.start(now, members)
+        log.info("policy %s: starting federation %s with %s", f.policy.name,
+                 coordinator.current.session, ", ".join(members))
+        return coordinator
+
+    def _publish_round(self, f: PolicyFederation, message: RoundMessage) -> None:
+        f.last = message
+        self.publish(round_topic(self.prefix, f.group, f.policy.name), message.to_payload(),
+                     qos=1, retain=True)
+        log.info("policy %s: round %d.%d (%s) to %s", f.policy.name, message.round,
+                 message.attempt, message.stage, ", ".join(message.members))
+        if f.coordinator is not None and f.coordinator.done and message.stage == "final":
+            f.coordinator = None  # the federation is over; the retained final marks when
