@@ -331,6 +331,136 @@ def train_heads_command(config: str, out_dir: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--policy", "policy", default=None, help="Tune the llm engine of this policy.")
+@click.option("--intents", is_flag=True, help="Tune the model for intents (the device registry).")
+@click.option("--steps", default=60, show_default=True, help="Training steps (batches of 8).")
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop training after this long (keeps what it learnt so far).",
+)
+@click.option("--samples", default=480, show_default=True, help="Training samples to generate.")
+@click.option(
+    "--cases", default=60, show_default=True, help="Held-out decisions per set (before and after)."
+)
+@click.option("--threads", type=int, default=None, help="CPU threads (default: the free cores).")
+@click.option(
+    "--max-memory",
+    "max_memory",
+    default=6.0,
+    show_default=True,
+    help="Stop training when the process grows past this many GB.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also keep the adapter GGUF and its record in this directory.",
+)
+@click.option("--no-install", is_flag=True, help="Measure, but never install the result.")
+@click.option("--dry-run", is_flag=True, help="Show the training samples and stop.")
+def tune(
+    config: str,
+    policy: str | None,
+    intents: bool,
+    steps: int,
+    max_minutes: float | None,
+    samples: int,
+    cases: int,
+    threads: int | None,
+    max_memory: float,
+    out: str | None,
+    no_install: bool,
+    dry_run: bool,
+) -> None:
+    """Fine-tune the model (a LoRA adapter) for one policy's llm engine or for intents, score it
+    against the model in use on held-out cases, and install it only if it is better. Exit 0
+    when installed (or --no-install/--dry-run), 1 when it was not better or failed."""
+    cfg = _load(config)
+    if (policy is None) == (not intents):
+        raise click.UsageError("give exactly one of --policy NAME and --intents")
+    if steps < 1 or samples < 1 or cases < 1:
+        raise click.UsageError("--steps, --samples and --cases must be at least 1")
+    setup_logging("WARNING")
+    if dry_run:
+        _tune_dry_run(cfg, policy, samples)
+        return
+    _tune_run(cfg, policy, steps, max_minutes, samples, cases, threads, max_memory, out, no_install)
+
+
+def _tune_dry_run(cfg: Config, policy: str | None, samples: int) -> None:
+    from agent.tune.run import find_policy, samples_for
+
+    try:
+        made = samples_for(
+            cfg, None if policy is None else find_policy(cfg, policy), samples, click.echo
+        )
+    except AgentError as exc:
+        click.echo(f"tune: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    for sample in made[:3]:
+        click.echo(f"  user: {sample.user}\n  answer: {sample.answer}")
+
+
+def _tune_run(
+    cfg: Config,
+    policy: str | None,
+    steps: int,
+    max_minutes: float | None,
+    samples: int,
+    cases: int,
+    threads: int | None,
+    max_memory: float,
+    out: str | None,
+    no_install: bool,
+) -> None:
+    try:
+        import agent.tune.train  # noqa: F401  (torch, transformers, peft: the tune extra)
+        from agent.tune.run import Options, find_policy
+        from agent.tune.run import tune as run_tune
+    except ImportError as exc:
+        click.echo(f"tune: {exc.name} is missing: pip install 'edge-agent[tune]'", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    if policy is not None:
+        try:
+            find_policy(cfg, policy)
+        except AgentError as exc:
+            click.echo(f"tune: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+    options = Options(
+        steps=steps,
+        max_minutes=max_minutes,
+        samples=samples,
+        cases=cases,
+        threads=threads,
+        max_memory_gb=max_memory,
+        install=not no_install,
+        out=None if out is None else Path(out),
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_tune(cfg, policy, options, click.echo)
+    except KeyboardInterrupt:
+        click.echo("tune: interrupted; the model in use is unchanged", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    except AgentError as exc:
+        click.echo(f"tune: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    better = outcome.after is not None and outcome.after.better_than(outcome.before)
+    raise SystemExit(EXIT_OK if outcome.installed or (better and no_install) else EXIT_FAILURE)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 @cli.group()
 def model() -> None:
     """Send, quantize and compare GGUF model files."""
@@ -451,6 +581,45 @@ def bench_model(files: tuple[str, ...], threads: int, context: int, tokens: int)
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
+
+
+@bench.command("tune")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Config whose policy and devices are tuned (default: config/home.example.yaml).",
+)
+@click.option("--policy", default="livingroom-climate", show_default=True, help="Policy to tune.")
+@click.option("--steps", default=60, show_default=True, help="Training steps for each tuning.")
+@click.option("--cases", default=60, show_default=True, help="Held-out decisions per set.")
+@click.option("--skip-intents", is_flag=True, help="Tune and measure decisions only.")
+def bench_tune(config: str | None, policy: str, steps: int, cases: int, skip_intents: bool) -> None:
+    """Accuracy and decision latency before and after fine-tuning, on held-out decision and
+    intent sets; adapter size, tuning time and peak memory (in a scratch data directory)."""
+    try:
+        from agent.bench.tune import run_bench
+    except ImportError as exc:
+        click.echo(f"bench: {exc.name} is missing: pip install 'edge-agent[tune]'", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+
+    cfg = _load(config or str(ROOT / "config" / "home.example.yaml"))
+    setup_logging("WARNING")
+    try:
+        ok = run_bench(
+            cfg,
+            policy=policy,
+            steps=steps,
+            cases=cases,
+            intents=not skip_intents,
+            echo=click.echo,
+        )
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
 
 
 @bench.command("federated")

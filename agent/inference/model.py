@@ -93,7 +93,14 @@ class Model:
     """A GGUF model loaded once; see the module docstring for how the work is shared."""
 
     def __init__(
-        self, path: Path, *, threads: int, context: int, sha256: str, prefix_cache: int = 4
+        self,
+        path: Path,
+        *,
+        threads: int,
+        context: int,
+        sha256: str,
+        prefix_cache: int = 4,
+        lora_path: Path | None = None,
     ) -> None:
         if threads < 1 or context < 16 or prefix_cache < 1:
             raise AgentError(
@@ -118,7 +125,11 @@ class Model:
         self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
         self._prefix_cache = prefix_cache
         self._template: jinja2.Template | None = None
+        self._adapters: dict[Path, Any] = {}
+        self._adapter: Path | None = None
         self._closed = False
+        if lora_path is not None:
+            self.use_adapter(lora_path)
         log.info("loaded model %s (%d threads, context %d)", self.name, threads, context)
 
     # -- public API ---------------------------------------------------------------------
@@ -216,6 +227,36 @@ class Model:
         llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
         self.threads = threads
 
+    def use_adapter(self, path: Path | None) -> None:
+        """Run the following calls with the LoRA adapter GGUF at ``path`` on top of the base
+        weights (loaded once, then kept), or on the base weights alone with None."""
+        self._check_open()
+        if path == self._adapter:
+            return
+        if path is None:
+            code = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            native = self._adapters.get(path)
+            if native is None:
+                native = self._load_adapter(path)
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(native)
+            scales = (ctypes.c_float * 1)(1.0)
+            code = llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+        if code != 0:
+            raise AgentError(f"cannot apply LoRA adapter {path}: {_native_detail(str(code))}")
+        self._adapter = path
+
+    @contextmanager
+    def adapter(self, path: Path | None) -> Iterator[Model]:
+        """``use_adapter(path)`` for the ``with`` block, then back to what was used before."""
+        before = self._adapter
+        self.use_adapter(path)
+        try:
+            yield self
+        finally:
+            if not self._closed:
+                self.use_adapter(before)
+
     def clear_prefix_cache(self) -> None:
         self._prefixes.clear()
 
@@ -224,6 +265,11 @@ class Model:
             return
         self._closed = True
         self._prefixes.clear()
+        if self._adapters:  # detached first: the context must not point at a freed adapter
+            llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+            for native in self._adapters.values():
+                llama_cpp.llama_adapter_lora_free(native)
+            self._adapters.clear()
         self._batch.close()
         self._llm.close()
 
@@ -266,10 +312,11 @@ class Model:
 
     def _restore_prefix(self, text: str, extra: int) -> _Prefix:
         self._clear()
-        entry = self._prefixes.get(text)
+        key = f"{self._adapter}\0{text}"  # the KV cells depend on the adapter in use
+        entry = self._prefixes.get(key)
         if entry is not None:
             self._fit(len(entry.tokens) + extra)
-            self._prefixes.move_to_end(text)
+            self._prefixes.move_to_end(key)
             self.stats.prefix_hits += 1
             self._set_state(entry.state)
             return entry
@@ -280,7 +327,7 @@ class Model:
         self.stats.prefix_misses += 1
         self._eval(tokens, 0)
         entry = _Prefix(tuple(tokens), self._get_state(), self._last_logits())
-        self._prefixes[text] = entry
+        self._prefixes[key] = entry
         while len(self._prefixes) > self._prefix_cache:
             self._prefixes.popitem(last=False)
         return entry
@@ -353,6 +400,17 @@ class Model:
         code = llama_cpp.llama_decode(self._ctx, batch)
         if code != 0:
             raise AgentError(f"llama_decode failed with code {code}: {_native_detail('')}")
+
+    def _load_adapter(self, path: Path) -> Any:
+        if not path.is_file():
+            raise AgentError(f"cannot load LoRA adapter {path}: no such file")
+        _native_errors.clear()
+        native = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode("utf-8"))
+        if not native:
+            raise AgentError(f"cannot load LoRA adapter {path}: {_native_detail('not an adapter')}")
+        self._adapters[path] = native
+        log.info("loaded LoRA adapter %s", path.name)
+        return native
 
     def _new_chain(self, grammar: str | None) -> Any:
         """A greedy sampler chain, behind the grammar when one is given."""

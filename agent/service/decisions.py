@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ from agent.policy.safety import Proposal, SafetyLayer, Verdict
 from agent.policy.signing import make_command
 from agent.service.outbox import Outbox
 from agent.storage import Store
+from agent.tune.install import INTENTS, adapter_for, policy_target
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +256,21 @@ class DecisionService:
 
     def _build(self, policy: PolicyConfig) -> Engine:
         if policy.engine == "llm":
-            return LlmEngine(
-                policy,
-                lambda s, u: self._call(lambda m: m.chat(s, u)),
-                lambda p, s, o: self._call(lambda m: m.score(p, s, o)),
-            )
+            # a tuned LoRA adapter (edge-agent tune) for this policy, if one is installed
+            adapter = adapter_for(self.config, policy_target(policy.name), self.model_sha256)
+            if adapter is not None:
+                log.info("policy %s: llm engine with tuned adapter %s", policy.name, adapter.name)
+
+            def score(p: str, s: str, o: Sequence[str]) -> list[float]:
+                def run(m: Any) -> list[float]:
+                    with m.adapter(adapter):
+                        scores: list[float] = m.score(p, s, o)
+                        return scores
+
+                result: list[float] = self._call(run)
+                return result
+
+            return LlmEngine(policy, lambda s, u: self._call(lambda m: m.chat(s, u)), score)
         return EmbedEngine(self.head_for(policy), self.embed)
 
     def head_path(self, policy: PolicyConfig) -> Path:
@@ -735,10 +746,14 @@ class DecisionService:
         return {"id": request_id, "ok": True, "command": command, "error": None}
 
     def _generate(self, system: str, user: str, grammar: str) -> str:
+        # the adapter of edge-agent tune --intents, if one is installed for this base model
+        adapter = adapter_for(self.config, INTENTS, self.model_sha256)
+
         def run(model: Any) -> str:
-            prefix, suffix = model.chat(system, user)
-            text: str = model.generate(prefix, suffix, grammar=grammar, max_tokens=64)
-            return text
+            with model.adapter(adapter):
+                prefix, suffix = model.chat(system, user)
+                text: str = model.generate(prefix, suffix, grammar=grammar, max_tokens=64)
+                return text
 
         text: str = self._call(run)
         return text
