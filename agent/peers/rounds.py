@@ -104,10 +104,15 @@ class RoundMessage:
     mean: str | None = None
     scale: str | None = None
     weights: str | None = None
+    size: int | None = None  # a vector federation: the length of its parameter vector
 
     @property
     def layout(self) -> fa.Layout:
         return fa.Layout(self.classes, self.dim)
+
+    @property
+    def weights_size(self) -> int:
+        return self.layout.size if self.size is None else self.size
 
     def standardizer(self) -> fa.Standardizer:
         if self.mean is None or self.scale is None:
@@ -119,7 +124,7 @@ class RoundMessage:
     def global_weights(self) -> fa.Array:
         if self.weights is None:
             raise AgentError(f"round {self.round} carries no weights")
-        return fa.decode_floats(self.weights, self.layout.size)
+        return fa.decode_floats(self.weights, self.weights_size)
 
     def head(self) -> SoftmaxHead:
         """The global weights as an ordinary (raw-space) head."""
@@ -131,28 +136,29 @@ class RoundMessage:
         return self.weights is not None and (self.stage == "final" or self.round >= 2)
 
     def to_payload(self) -> bytes:
-        return wire.dumps(
-            {
-                "group": self.group,
-                "policy": self.policy,
-                "session": self.session,
-                "round": self.round,
-                "attempt": self.attempt,
-                "stage": self.stage,
-                "coordinator": self.coordinator,
-                "ts": self.ts,
-                "deadline": self.deadline,
-                "members": list(self.members),
-                "secure": self.secure,
-                "epochs": self.epochs,
-                "lr": self.lr,
-                "classes": list(self.classes),
-                "dim": self.dim,
-                "mean": self.mean,
-                "scale": self.scale,
-                "weights": self.weights,
-            }
-        )
+        data: dict[str, object] = {
+            "group": self.group,
+            "policy": self.policy,
+            "session": self.session,
+            "round": self.round,
+            "attempt": self.attempt,
+            "stage": self.stage,
+            "coordinator": self.coordinator,
+            "ts": self.ts,
+            "deadline": self.deadline,
+            "members": list(self.members),
+            "secure": self.secure,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "classes": list(self.classes),
+            "dim": self.dim,
+            "mean": self.mean,
+            "scale": self.scale,
+            "weights": self.weights,
+        }
+        if self.size is not None:
+            data["size"] = self.size
+        return wire.dumps(data)
 
 
 def _stage(data: dict[str, Any], what: str) -> Stage:
@@ -202,8 +208,13 @@ def parse_round(payload: bytes) -> RoundMessage:
         mean=_optional_text(data, "mean", what),
         scale=_optional_text(data, "scale", what),
         weights=_optional_text(data, "weights", what),
+        size=None if data.get("size") is None else wire.integer(data, "size", what, minimum=1),
     )
-    if message.stage != "moments":  # decode once here, so that bad data fails at the edge
+    if message.size is not None:  # a vector federation: weights only, from round 1 on
+        if message.stage == "moments" or message.weights is None:
+            raise AgentError(f"{what}: a vector federation's round carries weights")
+        message.global_weights()
+    elif message.stage != "moments":  # decode once here, so that bad data fails at the edge
         message.standardizer()
         message.global_weights()
     return message
@@ -311,6 +322,7 @@ class Coordinator:
         settings: FlSettings,
         *,
         session: str | None = None,
+        size: int | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.settings = settings
@@ -330,6 +342,7 @@ class Coordinator:
             lr=settings.lr,
             classes=tuple(classes),
             dim=dim,
+            size=size,
         )
         self.started_at = 0.0
         self.updates: dict[str, UpdateMessage] = {}
@@ -338,8 +351,16 @@ class Coordinator:
         self.failed: str | None = None  # why the federation stopped before its final round
         self.failures = 0  # failed attempts of the current round
 
-    def start(self, now: float, members: Sequence[str]) -> RoundMessage:
-        return self._issue(replace(self.current, ts=now, members=tuple(sorted(members))), now)
+    def start(
+        self, now: float, members: Sequence[str], initial: fa.Array | None = None
+    ) -> RoundMessage:
+        """Round 0 (moments) of a head federation; round 1 from ``initial`` of a vector one."""
+        first = replace(self.current, ts=now, members=tuple(sorted(members)))
+        if self.current.size is not None:
+            if initial is None or len(initial) != self.current.size:
+                raise AgentError(f"a vector federation starts from {self.current.size} weights")
+            first = replace(first, round=1, stage="train", weights=fa.encode_floats(initial))
+        return self._issue(first, now)
 
     def resume(self, last: RoundMessage, now: float, members: Sequence[str]) -> RoundMessage:
         """Take over a federation from its retained round message (the old coordinator died)."""
@@ -390,7 +411,7 @@ class Coordinator:
 
     def _size(self) -> int:
         cur = self.current
-        return 2 * cur.dim if cur.stage == "moments" else cur.layout.size
+        return 2 * cur.dim if cur.stage == "moments" else cur.weights_size
 
     def _decode(self, update: UpdateMessage) -> fa.Array | fa.U64:
         if update.masked:
@@ -609,3 +630,79 @@ class Member:
             return None
         keys = self.keys
         return lambda other: fa.dh_seed(keys, self.agent_id, other, self.publics[other], context)
+
+
+class VectorMember:
+    """A member of a vector federation (parameters that are not a decision head: a LoRA
+    adapter's weights, say). ``train(start, message)`` returns this member's parameters after
+    its local training from the global ``start``; ``score(vector)`` is their quality on its own
+    held-out data (higher is better). The final global vector is adopted only if it scores no
+    lower than what this member has (``current``); scoring can be slow, so only the final
+    round is scored. Plain FedAvg only: a secure round is not answered."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        count: int,
+        train: Callable[[fa.Array, RoundMessage], fa.Array],
+        score: Callable[[fa.Array], float],
+        *,
+        current: float | None = None,
+        dp: DpSettings | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if count < 1:
+            raise AgentError("a member needs at least one training example")
+        self.agent_id = agent_id
+        self.count = count
+        self.train = train
+        self.score = score
+        self.current = current
+        self.dp = dp
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.vector: fa.Array | None = None  # the adopted global parameters
+        self.final: RoundMessage | None = None
+        self.final_score: float | None = None
+        self._cache: dict[tuple[str, int], fa.Array] = {}
+
+    @property
+    def adopted(self) -> bool:
+        return self.vector is not None
+
+    def on_round(self, payload: bytes) -> UpdateMessage | None:
+        message = parse_round(payload)
+        if message.size is None:
+            raise AgentError("not a vector federation's round")
+        if message.stage == "final":
+            self._consider(message)
+            return None
+        if self.agent_id not in message.members:
+            return None
+        if message.secure:
+            log.warning("fl round %d: secure rounds of a vector federation are not supported; "
+                        "not answered", message.round)
+            return None
+        key = (message.session, message.round)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == message.session}
+            start = message.global_weights()
+            local = np.asarray(self.train(start, message), dtype=np.float64)
+            if local.shape != start.shape or not np.all(np.isfinite(local)):
+                raise AgentError(f"local training returned {local.shape} (or non-finite) "
+                                 f"weights for {start.shape}")
+            if self.dp is not None:
+                local = fa.privatize(local, start, clip_norm=self.dp.clip, sigma=self.dp.sigma,
+                                     rng=self.rng)
+            self._cache[key] = local
+        return _update_for(message, self.agent_id, self.count, False,
+                           fa.encode_floats(self._cache[key]))
+
+    def _consider(self, message: RoundMessage) -> None:
+        if self.final is not None and self.final.session == message.session:
+            return
+        self.final = message
+        candidate = message.global_weights()
+        self.final_score = self.score(candidate)
+        if self.current is None or self.final_score >= self.current:
+            self.vector = candidate
+            self.current = self.final_score
