@@ -14,23 +14,34 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from click.testing import CliRunner
 
 from agent.bench.decide import held_out_sets
+from agent.broker import Mosquitto
 from agent.cli import cli
 from agent.config import Config, load_config
 from agent.inference.locate import locate
 from agent.inference.model import Model
+from agent.inference.quantize import quantize
 from agent.policy.engines import LlmEngine
-from agent.tune.export import permute, write_adapter
-from agent.tune.install import adapter_for, installed, policy_target, tune_dir
+from agent.tune.export import permute, write_adapter, write_merged
+from agent.tune.install import (
+    adapter_for,
+    install_adapter,
+    installed,
+    policy_target,
+    record_path,
+    tune_dir,
+)
 from agent.tune.run import Options, Outcome, tune
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "config" / "home.example.yaml"
@@ -106,19 +117,16 @@ def test_the_adapter_loads_in_llama_cpp_and_answers_in_the_format(run: Run, base
 
 @pytest.mark.slow
 def test_a_zero_adapter_gives_identical_logits_and_a_random_one_does_not(
-    run: Run, base: Model, tmp_path: Path
+    base: Model, tmp_path: Path
 ) -> None:
     """The export round trip: B = 0 must change nothing, bit for bit."""
-    rng = np.random.default_rng(0)
-    lora = {}
-    for layer in range(30):
-        for name, out in (("q_proj", 576), ("k_proj", 192), ("v_proj", 192), ("o_proj", 576)):
-            a = rng.normal(0, 0.1, (16, 576)).astype(np.float32)
-            lora[f"model.layers.{layer}.self_attn.{name}"] = (a, np.zeros((out, 16), np.float32))
     zero, noisy = tmp_path / "zero.gguf", tmp_path / "noisy.gguf"
-    write_adapter(zero, lora, alpha=32, n_head=9, n_head_kv=3)
-    bumped = {m: (a, rng.normal(0, 0.05, b.shape).astype(np.float32)) for m, (a, b) in lora.items()}
-    write_adapter(noisy, bumped, alpha=32, n_head=9, n_head_kv=3)
+    write_adapter(
+        zero, random_lora(np.random.default_rng(0), zero_b=True), alpha=32, n_head=9, n_head_kv=3
+    )
+    write_adapter(
+        noisy, random_lora(np.random.default_rng(0), zero_b=False), alpha=32, n_head=9, n_head_kv=3
+    )
     prefix, suffix = base.chat("Answer with one word.", "Is 27.5 C above 20-24 C?")
     options = ["yes", "no", "cool", "heat"]
     plain = base.score(prefix, suffix, options)
@@ -127,6 +135,44 @@ def test_a_zero_adapter_gives_identical_logits_and_a_random_one_does_not(
     with base.adapter(noisy):
         assert base.score(prefix, suffix, options) != plain
     assert base.score(prefix, suffix, options) == plain  # back on the base weights
+
+
+@pytest.mark.slow
+def test_a_merge_without_change_requantised_to_q4_1_reproduces_the_original(
+    base: Model, tmp_path: Path
+) -> None:
+    """Export round trip of the merged path: metadata, tokenizer, chat template and every
+    tensor survive; a zero adapter merged, then Q4_1 again, gives the original logits."""
+    zero = tmp_path / "zero.gguf"
+    write_adapter(
+        zero, random_lora(np.random.default_rng(1), zero_b=True), alpha=32, n_head=9, n_head_kv=3
+    )
+    write_merged(BUNDLED.path, zero, tmp_path / "merged.gguf")
+    q41 = quantize(tmp_path / "merged.gguf", tmp_path / "merged-q4_1.gguf", "q4_1", threads=1)
+    prefix, suffix = base.chat("You are a helpful assistant.", "Name three colours.")
+    with Model(q41, threads=1, context=2048, sha256="merged") as merged:
+        assert merged.chat("You are a helpful assistant.", "Name three colours.") == (
+            prefix,
+            suffix,
+        )
+        options = ["Red", "Blue", "Sure"]
+        assert merged.score(prefix, suffix, options) == base.score(prefix, suffix, options)
+        assert merged.generate(prefix, suffix, max_tokens=16) == base.generate(
+            prefix, suffix, max_tokens=16
+        )
+
+
+def random_lora(
+    rng: np.random.Generator, *, zero_b: bool
+) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+    """Adapters of SmolLM2-135M's shapes (30 layers, 9 query and 3 key/value heads of 64)."""
+    lora = {}
+    for layer in range(30):
+        for name, out in (("q_proj", 576), ("k_proj", 192), ("v_proj", 192), ("o_proj", 576)):
+            a = rng.normal(0, 0.1, (16, 576)).astype(np.float32)
+            b = np.zeros((out, 16), np.float32) if zero_b else rng.normal(0, 0.05, (out, 16))
+            lora[f"model.layers.{layer}.self_attn.{name}"] = (a, b.astype(np.float32))
+    return lora
 
 
 def test_the_q_k_permutation_is_convert_hf_to_gguf_s() -> None:
@@ -200,3 +246,42 @@ def test_tune_dry_run_shows_samples_without_training(tmp_path: Path) -> None:
     decide = runner.invoke(cli, ["tune", "-c", str(path), "--policy", POLICY, "--dry-run"])
     assert decide.exit_code == 0 and "target range" in decide.output
     assert not (tmp_path / "data" / "tuned").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_the_running_agent_decides_with_the_installed_adapter(
+    run: Run,
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_factory: Callable[[Path], AgentProcess],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    """The example agent's climate policy (same actuator, goal and band as the tuned one) on
+    the llm engine: with the adapter installed for it, its gate and its decisions use it."""
+    assert run.outcome.adapter is not None and run.outcome.after is not None
+    path = agent_config(
+        tmp_path,
+        broker.port,
+        policies=True,
+        policy__engine="llm",
+        policy__every="2s",
+        policy__min_accuracy=0.6,
+    )
+    config = load_config(path)
+    record = json.loads(record_path(run.config, TARGET, str(run.outcome.sha256)).read_text())
+    install_adapter(config, "policy-climate", run.outcome.adapter, record, lambda p: None)
+    watch = collector_factory(broker.port, "edge/agents/test-agent/status")
+    agent = agent_factory(path)
+    wait_for(
+        lambda: any(
+            s.get("policies", {}).get("climate", {}).get("state") not in (None, "pending")
+            for s in watch.on("edge/agents/test-agent/status")
+        ),
+        timeout=600,
+        what="the fitness gate",
+    )
+    gate = watch.on("edge/agents/test-agent/status")[-1]["policies"]["climate"]
+    assert gate["state"] == "passed" and gate["engine"] == "llm", gate
+    assert gate["accuracy"] >= 0.6  # the base model scores about 0.33 here
+    assert "llm engine with tuned adapter" in agent.log()

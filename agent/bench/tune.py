@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import resource
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import Config
 from agent.inference.model import Model
+from agent.inference.quantize import quantize
 from agent.inference.threads import pick_threads
 from agent.policy import examples as gen
 from agent.policy.engines import LlmEngine, accuracy
 from agent.service.decisions import GATE_CASES, situation_of
+from agent.tune.evaluate import decision_score
+from agent.tune.export import write_merged
 from agent.tune.run import Options, Outcome, find_policy, tune
 
 Echo = Callable[[str], None]
@@ -39,6 +43,8 @@ def run_bench(
         echo(f"bench tune: {steps} steps each, {cases} held-out decisions per set")
         decided = tune(scratch, policy, Options(steps=steps, cases=cases), _indent(echo))
         ok = report_decisions(scratch, policy, decided, echo)
+        if decided.installed:
+            compare_merged(scratch, policy, decided, cases, Path(tmp), echo)
         if intents:
             intended = tune(scratch, None, Options(steps=steps), _indent(echo))
             ok = report_intents(intended, echo) and ok
@@ -107,6 +113,33 @@ def _sizes(o: Outcome, echo: Echo) -> None:
         f"MB, ratio {o.size / o.base.path.stat().st_size:.3f}); tuning {o.train_seconds:.0f}s "
         f"for {o.steps} steps ({per_step:.1f} s/step); training peak {o.peak_rss / 2**30:.2f} GB"
     )
+
+
+def compare_merged(
+    config: Config, policy_name: str, o: Outcome, cases: int, tmp: Path, echo: Echo
+) -> None:
+    """The other way to ship a fine-tune: merged into the weights and quantised to Q8_0."""
+    assert o.adapter is not None and o.after is not None
+    started = time.monotonic()
+    merged, q8 = tmp / "merged-f32.gguf", tmp / "merged-q8_0.gguf"
+    write_merged(o.base.path, o.adapter, merged)
+    quantize(merged, q8, "q8_0", threads=pick_threads(None))
+    merged.unlink()
+    seconds = time.monotonic() - started
+    policy = find_policy(config, policy_name)
+    with Model(q8, threads=pick_threads(None), context=config.model.context, sha256="merged") as m:
+        score = decision_score(config, policy, m, None, cases)
+    size = q8.stat().st_size
+    echo(
+        f"  merged + Q8_0 instead: {score.line()}, p50 {1000 * score.p50():.0f} ms, "
+        f"{size / 2**20:.0f} MB (adapter {o.size / 2**20:.1f} MB), made in {seconds:.0f}s"
+    )
+    if score.correct > o.after.correct:
+        verdict = "the merged file scored higher: ship it as a model update (model push)"
+    else:
+        verdict = "the adapter: as accurate, and the agent keeps one base model for all"
+    echo(f"  picked: {verdict}")
+    q8.unlink()
 
 
 def gate_score(config: Config, policy_name: str, o: Outcome) -> float:

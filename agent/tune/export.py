@@ -101,3 +101,55 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_adapter(path: Path) -> tuple[dict[str, tuple[Array, Array]], float]:
+    """An adapter GGUF's tensors by base tensor name (A, B as stored) and its alpha."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    alpha_field = reader.get_field(gguf.Keys.Adapter.LORA_ALPHA)
+    if alpha_field is None:
+        raise AgentError(f"{path.name} is not a LoRA adapter GGUF")
+    parts: dict[str, dict[str, Array]] = {}
+    for t in reader.tensors:
+        base, _, kind = t.name.rpartition(".")
+        parts.setdefault(base, {})[kind] = np.array(t.data, dtype=np.float32)
+    lora = {base: (p["lora_a"], p["lora_b"]) for base, p in parts.items()}
+    return lora, float(alpha_field.contents())
+
+
+def write_merged(base: Path, adapter: Path, dst: Path) -> None:
+    """The base GGUF with the adapter merged into its weights (adapted tensors as F32, the
+    rest and every metadata field copied as they are); quantize it afterwards (Q8_0 keeps
+    the fine-tune, Q4_x does not)."""
+    import gguf
+
+    lora, alpha = read_adapter(adapter)
+    reader = gguf.GGUFReader(str(base))
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    writer = gguf.GGUFWriter(str(dst), str(arch.contents()) if arch else "llama")
+    for f in reader.fields.values():
+        if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
+            continue
+        sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub)
+    tensors = []
+    for t in reader.tensors:
+        if t.name in lora:
+            a, b = lora.pop(t.name)
+            w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+            data = np.ascontiguousarray(w + (b @ a) * (alpha / a.shape[0]))
+            writer.add_tensor_info(t.name, data.shape, data.dtype, data.nbytes)
+        else:
+            data = t.data
+            writer.add_tensor_info(t.name, data.shape, data.dtype, data.nbytes, t.tensor_type)
+        tensors.append(data)
+    if lora:
+        raise AgentError(f"the base model has no tensor {next(iter(lora))}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for data in tensors:
+        writer.write_tensor_data(data)
+    writer.close()
