@@ -12,12 +12,16 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from agent import __version__
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
+
+if TYPE_CHECKING:
+    from agent.tune.fedlora import FedTune
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CONFIG_HELP = "The agent's YAML configuration file."
@@ -364,6 +368,18 @@ def train_heads_command(config: str, out_dir: str | None) -> None:
 )
 @click.option("--no-install", is_flag=True, help="Measure, but never install the result.")
 @click.option("--dry-run", is_flag=True, help="Show the training samples and stop.")
+@click.option(
+    "--federate",
+    "group",
+    default=None,
+    metavar="GROUP",
+    help="Train with the other devices of GROUP that run the same command: their LoRA "
+    "weights are averaged over MQTT (FedAvg), their data stays on each device.",
+)
+@click.option("--rounds", default=3, show_default=True, help="Federated rounds (--federate).")
+@click.option(
+    "--min-members", default=2, show_default=True, help="Devices needed to start (--federate)."
+)
 def tune(
     config: str,
     policy: str | None,
@@ -377,6 +393,9 @@ def tune(
     out: str | None,
     no_install: bool,
     dry_run: bool,
+    group: str | None,
+    rounds: int,
+    min_members: int,
 ) -> None:
     """Fine-tune the model (a LoRA adapter) for one policy's llm engine or for intents, score it
     against the model in use on held-out cases, and install it only if it is better. Exit 0
@@ -386,11 +405,22 @@ def tune(
         raise click.UsageError("give exactly one of --policy NAME and --intents")
     if steps < 1 or samples < 1 or cases < 1:
         raise click.UsageError("--steps, --samples and --cases must be at least 1")
+    if rounds < 1 or min_members < 1 or (group is not None and steps < rounds):
+        raise click.UsageError("--rounds and --min-members must be at least 1, --steps >= --rounds")
     setup_logging("WARNING")
     if dry_run:
         _tune_dry_run(cfg, policy, samples)
         return
-    _tune_run(cfg, policy, steps, max_minutes, samples, cases, threads, max_memory, out, no_install)
+    federate = None
+    if group is not None:
+        from agent.tune.fedlora import FedTune
+        from agent.tune.install import INTENTS, policy_target
+
+        target = INTENTS if policy is None else policy_target(policy)
+        federate = FedTune(cfg.mqtt, cfg.agent.id, group, target, rounds=rounds,
+                           min_members=min_members)
+    _tune_run(cfg, policy, steps, max_minutes, samples, cases, threads, max_memory, out,
+              no_install, federate)
 
 
 def _tune_dry_run(cfg: Config, policy: str | None, samples: int) -> None:
@@ -418,6 +448,7 @@ def _tune_run(
     max_memory: float,
     out: str | None,
     no_install: bool,
+    federate: FedTune | None = None,
 ) -> None:
     try:
         import agent.tune.train  # noqa: F401  (torch, transformers, peft: the tune extra)
@@ -441,6 +472,7 @@ def _tune_run(
         max_memory_gb=max_memory,
         install=not no_install,
         out=None if out is None else Path(out),
+        federate=federate,
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

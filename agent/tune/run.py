@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config, PolicyConfig
 from agent.errors import AgentError
@@ -28,6 +28,9 @@ from agent.service.modelupdate import current_model
 from agent.tune import data
 from agent.tune.evaluate import Score, decision_score, intent_score
 from agent.tune.install import INTENTS, install_adapter, installed, policy_target, tune_dir
+
+if TYPE_CHECKING:
+    from agent.tune.fedlora import FedTune
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Options:
     max_memory_gb: float = 6.0
     install: bool = True
     out: Path | None = None  # also keep the adapter (and its record) here
+    federate: FedTune | None = None  # train with the group's devices (agent.tune.fedlora)
 
 
 @dataclass
@@ -204,7 +208,10 @@ def _train(
         f"{settings.steps} steps of {settings.batch}"
     )
     examples = [tuner.encode(p, s.answer) for p, s in zip(prompts, samples, strict=True)]
-    trained = tuner.train(examples, echo)
+    if options.federate is None:
+        trained = tuner.train(examples, echo)
+    else:  # the group's average of everyone's local training, in rounds over MQTT
+        trained = options.federate.train(tuner, examples, echo)
     del tuner
     gc.collect()
     if trained.stopped:
