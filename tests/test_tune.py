@@ -285,3 +285,20 @@ def test_the_running_agent_decides_with_the_installed_adapter(
     assert gate["state"] == "passed" and gate["engine"] == "llm", gate
     assert gate["accuracy"] >= 0.6  # the base model scores about 0.33 here
     assert "llm engine with tuned adapter" in agent.log()
+
+
+def test_labels_people_gave_become_training_samples(tmp_path: Path) -> None:
+    """Overrides recorded in the audit's examples table are trained on; foreign actions not."""
+    from agent.storage import Store
+    from agent.tune.run import find_policy, samples_for
+
+    config, _ = config_in(tmp_path / "data")
+    store = Store(config.db_path)
+    digest = "Temperature 23.9 C is INSIDE the target range 20-24 C. Trend: rising."
+    store.example_add(1.0, POLICY, digest, "cool", "override")
+    store.example_add(2.0, POLICY, digest, "explode", "override")
+    store.close()
+    lines: list[str] = []
+    samples = samples_for(config, find_policy(config, POLICY), 20, lines.append)
+    assert [s.answer for s in samples if s.user == digest] == ["cool"]
+    assert len(samples) == 21 and "1 labels from the audit history" in lines[0]
