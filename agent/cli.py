@@ -376,6 +376,14 @@ def train_heads_command(config: str, out_dir: str | None) -> None:
     help="Train with the other devices of GROUP that run the same command: their LoRA "
     "weights are averaged over MQTT (FedAvg), their data stays on each device.",
 )
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Do not train: measure this adapter GGUF (e.g. tuned elsewhere with --out) against "
+    "the model in use, and install it if better.",
+)
 @click.option("--rounds", default=3, show_default=True, help="Federated rounds (--federate).")
 @click.option(
     "--min-members", default=2, show_default=True, help="Devices needed to start (--federate)."
@@ -393,6 +401,7 @@ def tune(
     out: str | None,
     no_install: bool,
     dry_run: bool,
+    from_file: str | None,
     group: str | None,
     rounds: int,
     min_members: int,
@@ -405,6 +414,8 @@ def tune(
         raise click.UsageError("give exactly one of --policy NAME and --intents")
     if steps < 1 or samples < 1 or cases < 1:
         raise click.UsageError("--steps, --samples and --cases must be at least 1")
+    if from_file is not None and group is not None:
+        raise click.UsageError("--from-file and --federate exclude each other")
     if rounds < 1 or min_members < 1 or (group is not None and steps < rounds):
         raise click.UsageError("--rounds and --min-members must be at least 1, --steps >= --rounds")
     setup_logging("WARNING")
@@ -420,7 +431,7 @@ def tune(
         federate = FedTune(cfg.mqtt, cfg.agent.id, group, target, rounds=rounds,
                            min_members=min_members)
     _tune_run(cfg, policy, steps, max_minutes, samples, cases, threads, max_memory, out,
-              no_install, federate)
+              no_install, federate, None if from_file is None else Path(from_file))
 
 
 def _tune_dry_run(cfg: Config, policy: str | None, samples: int) -> None:
@@ -449,9 +460,11 @@ def _tune_run(
     out: str | None,
     no_install: bool,
     federate: FedTune | None = None,
+    adapter_file: Path | None = None,
 ) -> None:
     try:
-        import agent.tune.train  # noqa: F401  (torch, transformers, peft: the tune extra)
+        if adapter_file is None:  # training needs torch, transformers, peft: the tune extra
+            import agent.tune.train  # noqa: F401
         from agent.tune.run import Options, find_policy
         from agent.tune.run import tune as run_tune
     except ImportError as exc:
@@ -473,6 +486,7 @@ def _tune_run(
         install=not no_install,
         out=None if out is None else Path(out),
         federate=federate,
+        adapter_file=adapter_file,
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -302,3 +302,21 @@ def test_labels_people_gave_become_training_samples(tmp_path: Path) -> None:
     samples = samples_for(config, find_policy(config, POLICY), 20, lines.append)
     assert [s.answer for s in samples if s.user == digest] == ["cool"]
     assert len(samples) == 21 and "1 labels from the audit history" in lines[0]
+
+
+@pytest.mark.slow
+def test_an_adapter_tuned_elsewhere_is_measured_and_installed_from_its_file(
+    run: Run, tmp_path: Path
+) -> None:
+    assert run.outcome.adapter is not None
+    config, path = config_in(tmp_path / "data")
+    runner = CliRunner()
+    args = ["tune", "-c", str(path), "--policy", POLICY, "--cases", "5", "--from-file"]
+    result = runner.invoke(cli, [*args, str(run.outcome.adapter)])
+    assert result.exit_code == 0, result.output
+    assert "installed for policy-livingroom-climate" in result.output
+    assert adapter_for(config, TARGET, BUNDLED.sha256) is not None
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(100))
+    refused = runner.invoke(cli, [*args, str(broken)])
+    assert refused.exit_code == 1 and "cannot load LoRA adapter" in refused.output

@@ -52,6 +52,7 @@ class Options:
     install: bool = True
     out: Path | None = None  # also keep the adapter (and its record) here
     federate: FedTune | None = None  # train with the group's devices (agent.tune.fedlora)
+    adapter_file: Path | None = None  # no training: measure (and install) this adapter
 
 
 @dataclass
@@ -153,7 +154,10 @@ def tune(config: Config, policy_name: str | None, options: Options, echo: Echo) 
     work.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=work))
     try:
-        adapter = _train(base, samples, prompts, options, threads, outcome, scratch, echo)
+        if options.adapter_file is None:
+            adapter = _train(base, samples, prompts, options, threads, outcome, scratch, echo)
+        else:
+            adapter = _shipped(options.adapter_file, scratch, outcome, echo)
         with Model(
             base.path, threads=threads, context=config.model.context, sha256=base.sha256
         ) as m:
@@ -164,6 +168,21 @@ def tune(config: Config, policy_name: str | None, options: Options, echo: Echo) 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return outcome
+
+
+def _shipped(path: Path, scratch: Path, outcome: Outcome, echo: Echo) -> Path:
+    """An adapter tuned elsewhere (``--out`` on a bigger machine): measured like a local one
+    (llama.cpp checks the file when it loads it). Needs no torch: a light device can do it."""
+    from agent.tune.export import file_sha256
+
+    copy = scratch / "adapter.gguf"
+    try:
+        shutil.copyfile(path, copy)
+    except OSError as exc:
+        raise AgentError(f"cannot read {path}: {exc.strerror or exc}") from None
+    outcome.sha256, outcome.size = file_sha256(copy), copy.stat().st_size
+    echo(f"adapter {path.name}: {outcome.size / 2**20:.1f} MB, sha256 {outcome.sha256}")
+    return copy
 
 
 def _current_adapter(config: Config, target: str, base: ModelFile) -> Path | None:
