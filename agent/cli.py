@@ -430,6 +430,11 @@ def tune(
         target = INTENTS if policy is None else policy_target(policy)
         federate = FedTune(cfg.mqtt, cfg.agent.id, group, target, rounds=rounds,
                            min_members=min_members)
+        try:
+            federate.check_broker()
+        except AgentError as exc:
+            click.echo(f"tune: {exc}", err=True)
+            raise SystemExit(EXIT_FAILURE) from None
     _tune_run(cfg, policy, steps, max_minutes, samples, cases, threads, max_memory, out,
               no_install, federate, None if from_file is None else Path(from_file))
 

@@ -30,7 +30,7 @@ from agent.tune import data
 from agent.tune.fedlora import flatten, unflatten
 from tests.conftest import Collector
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = locate("bundled:smollm2-135m")
@@ -61,6 +61,7 @@ def device_config(tmp_path: Path, agent: str, port: int) -> Path:
     return path
 
 
+@pytest.mark.broker
 def test_two_devices_average_their_lora_adapters_over_the_broker(
         broker: Mosquitto, tmp_path: Path, collector_factory: Any) -> None:
     """``edge-agent tune --federate`` on two devices (two processes, each its own samples)."""
@@ -137,3 +138,19 @@ def reassembled(watch: Collector) -> tuple[list[Any], list[Any]]:
         else:
             updates.append(parse_update(whole))
     return rounds, updates
+
+
+def test_an_unreachable_broker_is_reported_before_any_slow_work(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "tune", "-c", str(device_config(tmp_path, "d1", port)),
+         "--policy", POLICY, "--federate", "home"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert f"tune: cannot reach the broker 127.0.0.1:{port} to federate" in proc.stderr
+    assert "samples" not in proc.stdout  # nothing was generated, scored or trained

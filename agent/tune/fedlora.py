@@ -57,6 +57,21 @@ class FedTune:
             raise AgentError(f"bad federation settings: rounds {self.rounds}, min_members "
                              f"{self.min_members}, deadline {self.deadline}")
 
+    def check_broker(self, timeout: float = 10.0) -> None:
+        """Fail now, not after an hour of scoring and training, if the broker is out of reach."""
+        from agent.mqtt import MqttClient
+
+        cfg = self.mqtt.model_copy(update={"subscriptions": [], "session_expiry": 0.0})
+        client = MqttClient(cfg, f"edge-agent-fl-check-{self.agent_id}"[:64], will=None,
+                            on_message=lambda _: None, manual_ack=False)
+        client.start()
+        try:
+            if not client.wait_connected(timeout):
+                raise AgentError(f"cannot reach the broker {cfg.host}:{cfg.port} to federate: "
+                                 f"{client.last_error or 'no answer'}")
+        finally:
+            client.stop()
+
     def train(self, tuner: Tuner, examples: Sequence[Example], echo: Echo) -> Trained:
         """Train as a member of the federation instead of alone: the result is the group's
         averaged adapter, with this device's own steps, time and memory."""
