@@ -229,6 +229,27 @@ def keygen(path: str, force: bool) -> None:
     click.echo(f"wrote a 256-bit key to {path}")
 
 
+@cli.command()
+@click.option("-c", "--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--setup", "model_only", is_flag=True,
+              help="Only the model check (what scripts/setup runs after installing).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds the model trial may take.")
+def doctor(config: str | None, model_only: bool, timeout: float) -> None:
+    """Check that this machine can run the agent: the model in a child process (a prompt of 64+
+    tokens, an embedding, a short generation: tokens/s, memory, llama.cpp's build), CPU
+    features, the broker, the data directory and the key files. Exit 1 if the model cannot
+    run here (a crash such as SIGILL is one line saying how to rebuild) or, with -c, if
+    anything the configuration needs is missing."""
+    from agent.service.doctor import run_doctor
+
+    cfg = Config() if config is None else _load(config)
+    raise SystemExit(
+        run_doctor(cfg, click.echo, configured=config is not None, model_only=model_only,
+                   timeout=timeout)
+    )
+
+
 @cli.group()
 def service() -> None:
     """Install or remove the systemd unit that runs this agent."""

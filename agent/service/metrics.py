@@ -38,6 +38,10 @@ def _none() -> float | None:
     return None
 
 
+def _unknown() -> bool | None:
+    return None
+
+
 def _no_reasons() -> Mapping[str, int]:
     return {}
 
@@ -53,6 +57,7 @@ class Sources:
     queue_depth: Callable[[], int] = _zero  # messages waiting for the ingest thread
     outbox_depth: Callable[[], int] = _zero  # commands not yet acknowledged by the broker
     tokens_per_second: Callable[[], float | None] = _none  # the model's, None before loading
+    model_usable: Callable[[], bool | None] = _unknown  # None while loading or when no model is used
 
 
 class _Live(Collector):
@@ -77,6 +82,10 @@ class _Live(Collector):
         rate = s.tokens_per_second()
         if rate is not None:
             yield _gauge("model_tokens_per_second", "Model tokens per second since load.", rate)
+        usable = s.model_usable()
+        if usable is not None:
+            yield _gauge("model_usable", "1 if the model runs here, 0 if it could not (policies "
+                         "then run on rules).", float(usable))
         memory = self.process.memory_info()
         yield _gauge("resident_memory_bytes", "Resident memory of the agent.", memory.rss)
 

@@ -503,13 +503,13 @@ def install(
 
 
 def trial_load(threads: int, context: int) -> Callable[[Path], None]:
-    """A trial: load the file with llama.cpp and embed a word (AgentError if either fails)."""
+    """A trial in a child process: load the file with llama.cpp, a prompt, an embedding and a
+    few tokens (AgentError with the reason if the child fails or crashes)."""
 
     def trial(path: Path) -> None:
-        from agent.inference.model import Model
+        from agent.inference.trial import check
 
-        with Model(path, threads=threads, context=context, sha256="trial") as model:
-            model.embed("ok")
+        check(path, threads=threads, context=context)
 
     return trial
 

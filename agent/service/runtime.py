@@ -18,6 +18,7 @@ from agent import __version__
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
 from agent.inference.locate import ModelFile, locate
+from agent.inference.trial import tried_model
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
@@ -62,6 +63,9 @@ class Agent:
         self.topic_errors = f"{self.prefix}/agents/{self.id}/errors"
         self.pipeline = Pipeline(config)
         self.model: ModelFile | None = None
+        # "none" (no policy needs it), "loading", "ready" or "unusable" (then policies run on
+        # rules and intents are refused); the reason says why in one line
+        self.model_state: dict[str, str] = {"state": "none"}
         self.started = clock()
         self._stopping = threading.Event()
         self.store = Store(config.db_path, config.storage.synchronous)
@@ -265,12 +269,10 @@ class Agent:
             self.metrics.observe_ingest(time.time() - msg.recv_ts)
 
     def _report_rejection(self, msg: Message, reason: str) -> None:
-        event = {
-            "ts": self.clock(),
-            "topic": msg.topic,
-            "error": reason,
-            "payload": excerpt(msg.payload),
-        }
+        self._report_error(msg.topic, reason, excerpt(msg.payload))
+
+    def _report_error(self, topic: str, reason: str, payload: str = "") -> None:
+        event = {"ts": self.clock(), "topic": topic, "error": reason, "payload": payload}
         self.mqtt.publish(self.topic_errors, dumps(event), qos=0)
 
     def _status(self, state: str) -> dict[str, Any]:
@@ -278,7 +280,8 @@ class Agent:
             "state": state,
             "ts": self.clock(),
             "version": __version__,
-            "model": None if self.model is None else self.model.name,
+            "model": self._model_status(),
+            "model_state": self.model_state["state"],
             "model_sha256": None if self.model is None else self.model.sha256,
             "uptime_s": round(self.clock() - self.started, 3),
             "readings_total": self.ingestor.rows_total,
@@ -295,6 +298,13 @@ class Agent:
             if self.decisions is None
             else {name: st.status() for name, st in self.decisions.states.items()},
         }
+
+    def _model_status(self) -> str | dict[str, str] | None:
+        """The file name (SPEC 3); while the model cannot run, an object saying why."""
+        name = None if self.model is None else self.model.name
+        if self.model_state["state"] == "unusable" and name is not None:
+            return {**self.model_state, "file": name}
+        return name
 
     def publish_status(self) -> None:
         state = "offline" if self._stopping.is_set() else "online"
@@ -319,7 +329,6 @@ class Agent:
     # -- decisions ----------------------------------------------------------------------------
 
     def _build_decisions(self) -> None:
-        from agent.inference.model import Model
         from agent.inference.threads import pick_threads
         from agent.inference.worker import InferenceWorker
         from agent.policy.intents import Registry
@@ -336,12 +345,10 @@ class Agent:
         key = load_key(cfg.security.command_key_file)
         model = self.model
         if model is not None:  # for embed/llm engines and for intents
-            threads = pick_threads(cfg.model.threads)
             self.worker = InferenceWorker(
-                lambda: Model(
-                    model.path, threads=threads, context=cfg.model.context, sha256=model.sha256
-                )
+                tried_model(model, pick_threads(cfg.model.threads), cfg.model.context)
             )
+            self.model_state = {"state": "loading"}
         self.outbox = Outbox(self.mqtt, self.ingestor.call, self.store, self.clock)
         self.decisions = DecisionService(
             cfg,
@@ -408,14 +415,20 @@ class Agent:
         assert self.decisions is not None
         if self.worker is not None:
             try:
-                self.worker.wait_ready(120)
+                self.worker.wait_ready(420)  # the trial in a child process, then the load
+                self.model_state = {"state": "ready"}
             except AgentError as exc:
-                log.error("model: %s; policies run on rules", exc)
+                self._model_unusable(str(exc))
                 self.worker = None
                 self.decisions.worker = None
         self.model_ready.set()
         self.decisions.prepare()
         self.publish_status()
+
+    def _model_unusable(self, reason: str) -> None:
+        self.model_state = {"state": "unusable", "reason": reason}
+        log.error("model unusable: %s; policies run on rules, intents are refused", reason)
+        self._report_error(self.topic_status, f"model unusable: {reason}")
 
     def _decide(self, name: str, trigger: str) -> None:
         if self.decisions is None or self._stopping.is_set():
@@ -486,6 +499,9 @@ class Agent:
                 queue_depth=self.ingestor.depth,
                 outbox_depth=lambda: 0 if self.outbox is None else self.outbox.depth,
                 tokens_per_second=tokens_per_second,
+                model_usable=lambda: None
+                if self.model_state["state"] in ("none", "loading")
+                else self.model_state["state"] == "ready",
             )
         )
         assert self.config.metrics.port is not None
@@ -646,14 +662,13 @@ class Agent:
 
     def _install_model(self, path: Path, manifest: modelupdate.Manifest) -> None:
         """On the model-update thread: trial-load, move the pointer, swap inference, report."""
-        from agent.inference.model import Model
         from agent.inference.threads import pick_threads
         from agent.inference.worker import InferenceWorker
 
         cfg, old = self.config.model, self.model
         threads = pick_threads(cfg.threads)
         worker = InferenceWorker(
-            lambda: Model(path, threads=threads, context=cfg.context, sha256=manifest.sha256)
+            tried_model(ModelFile(path, manifest.sha256), threads, cfg.context)
         )
 
         def trial(p: Path) -> None:  # the trial is the new worker's own load: one load, not two
