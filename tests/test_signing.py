@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from agent.policy.signing import (
     sign,
     verify,
 )
+from tests.conftest import ROOT
 
 KEY = b"0123456789abcdef0123456789abcdef"
 NOW = 1764370001.0
@@ -314,13 +319,29 @@ def test_load_key_unreadable(tmp_path: Path) -> None:
         load_key(tmp_path)  # a directory
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_load_key_without_permission(tmp_path: Path) -> None:
-    path = tmp_path / "command.key"
-    path.write_bytes(KEY)
-    path.chmod(0)
-    with pytest.raises(AgentError, match="cannot be read"):
-        load_key(path)
+def load_key_as_someone_else(path: Path) -> subprocess.CompletedProcess[str]:
+    """``load_key(path)`` in a child run as an unprivileged user (root reads any file)."""
+    code = ("import sys; from agent.policy.signing import load_key\n"
+            "try:\n    load_key(__import__('pathlib').Path(sys.argv[1])); print('loaded')\n"
+            "except Exception as exc:\n    print(exc)")
+    drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    return subprocess.run([*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code,
+                           str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_load_key_without_permission() -> None:
+    folder = Path(tempfile.mkdtemp())  # outside pytest's private tmp: others may enter it
+    try:
+        folder.chmod(0o755)
+        path = folder / "command.key"
+        path.write_bytes(KEY)
+        path.chmod(0o644)
+        assert load_key_as_someone_else(path).stdout.strip() == "loaded"  # the control
+        path.chmod(0)
+        out = load_key_as_someone_else(path).stdout
+        assert "cannot be read" in out and "loaded" not in out
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("content", [b"", b"   \n", b"0123456789abcde", b" 0123456789abcde \n"])
