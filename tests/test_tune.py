@@ -320,3 +320,18 @@ def test_an_adapter_tuned_elsewhere_is_measured_and_installed_from_its_file(
     broken.write_bytes(b"GGUF" + bytes(100))
     refused = runner.invoke(cli, [*args, str(broken)])
     assert refused.exit_code == 1 and "cannot load LoRA adapter" in refused.output
+
+
+@pytest.mark.slow
+def test_an_adapter_from_a_file_that_is_only_as_good_is_refused(tmp_path: Path) -> None:
+    """A zero adapter scores exactly like the base model (a tie, bit for bit): measured on this
+    device's held-out cases and not installed."""
+    adapter = tmp_path / "zero.gguf"
+    lora = random_lora(np.random.default_rng(1), zero_b=True)
+    write_adapter(adapter, lora, alpha=32, n_head=9, n_head_kv=3)
+    config, path = config_in(tmp_path / "data")
+    args = ["tune", "-c", str(path), "--policy", POLICY, "--cases", "5", "--from-file"]
+    result = CliRunner().invoke(cli, [*args, str(adapter)])
+    assert result.exit_code == 1, result.output
+    assert "not installed:" in result.output
+    assert adapter_for(config, TARGET, BUNDLED.sha256) is None
