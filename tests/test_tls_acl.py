@@ -489,7 +489,11 @@ def test_an_operator_pushes_a_model_update_that_the_agent_assembles(
         ack=lambda m: agent.ack(m),
         on_assembled=lambda p, m: assembled.append(p),
     )
-    agent = MqttClient(cfg, "edge-agent-pi-livingroom", will=None, on_message=receiver.handle)
+
+    def deliver(msg: Message) -> None:
+        assert receiver.handle(msg), msg.topic
+
+    agent = MqttClient(cfg, "edge-agent-pi-livingroom", will=None, on_message=deliver)
     receiver.start()
     agent.start()
     model = tmp_path / "model.gguf"
