@@ -17,10 +17,17 @@ from pathlib import Path
 import pytest
 
 from agent.broker import Mosquitto
+from agent.mqtt import Message
 from agent.policy.signing import sign as hmac_sign
 from agent.service.manifest import Manifest
 from agent.service.modelinstall import current_model, install
-from agent.service.modelupdate import NO_UPDATE_KEY, chunk_topic, update_topic
+from agent.service.modelupdate import (
+    MAX_QUEUED,
+    NO_UPDATE_KEY,
+    Receiver,
+    chunk_topic,
+    update_topic,
+)
 from agent.service.updatekey import PrivateKey, generate_key_pair, load_private
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
 from tests.test_modelupdate import (
@@ -30,6 +37,7 @@ from tests.test_modelupdate import (
     NOW,
     PREFIX,
     Agentside,
+    assembler_at,
     chunks_of,
     make_manifest,
     manifest_bytes,
@@ -259,3 +267,27 @@ def test_an_agent_with_only_the_command_key_runs_without_model_updates(
     wait_for(lambda: len(watch.on(STATUS)) >= seen + 2, 10, "two more status reports")
     assert agent.alive() and watch.on(ERRORS) == []
     assert not (tmp_path / "data" / "models" / "incoming").exists()
+
+
+def test_a_qos0_flood_waits_in_a_bounded_queue_and_a_genuine_update_still_lands(
+    side: Installing, attacker: Collector, blob: Path, tmp_path: Path
+) -> None:
+    stalled = Receiver(
+        assembler_at(tmp_path / "other"),
+        PREFIX,
+        AGENT,
+        ack=lambda m: None,
+        on_assembled=lambda p, m: None,
+    )  # its thread not started: nothing drains
+    junk = Message(chunk_topic(PREFIX, AGENT, "0" * 64, 0), os.urandom(CHUNK), 0, 0, 0.0, 0)
+    for _ in range(1000):
+        assert stalled.handle(junk)
+    assert stalled._queue.qsize() == MAX_QUEUED and stalled.overflow == 1000 - MAX_QUEUED
+
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW, version=11)  # and on a live receiver
+    for _ in range(1000):
+        attacker.publish(chunk_topic(PREFIX, AGENT, m.sha256, 0), junk.payload, qos=0)
+    send(attacker, update_topic(PREFIX, AGENT), manifest_bytes(m))
+    send_chunks(attacker, m, blob)
+    wait_for(lambda: bool(side.assembled), 30, "the file assembled")
+    assert len(side.refused) <= 16 + 10  # reports of a flood are few

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_AGE = 7 * 86400.0  # as long as the broker keeps a session: a queued manifest is older
 SKEW = 30.0
 FLOOR = "floor.json"
+MAX_QUEUED = 64  # QoS 0 model-update messages waiting for the receiver thread
 NO_UPDATE_KEY = (
     "model updates are off: they are signed with the operator's update key, not the command "
     "key; make one with `edge-agent keygen --update PATH` on the operator's machine and set "
@@ -264,8 +265,11 @@ class Assembler:
         log.warning("model update %s: chunks %s were lost on disk; push again", m.name, lost)
 
     def _drop_chunk(self, sha256: str, index: int, reason: str) -> None:
-        """Count and log a chunk that is not taken; the transfer goes on without it."""
+        """Count and log a chunk that is not taken; the transfer goes on without it. A flood
+        is logged (and reported) at the 1st to 16th drop, then at powers of two."""
         self.dropped += 1
+        if self.dropped > 16 and self.dropped & (self.dropped - 1):
+            return
         log.warning(
             "model chunk %s/%d dropped (%d so far): %s", sha256[:64], index, self.dropped, reason
         )
@@ -375,6 +379,7 @@ class Receiver:
         self._ack = ack
         self._on_assembled = on_assembled
         self._on_refused = on_refused
+        self.overflow = 0  # QoS 0 messages dropped because the queue was full
         self._queue: queue.Queue[Message | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="model-update", daemon=True)
 
@@ -387,10 +392,17 @@ class Receiver:
             self._thread.join(timeout)
 
     def handle(self, msg: Message) -> bool:
-        if msg.topic == self.topic_update or msg.topic.startswith(self._chunk_prefix):
-            self._queue.put(msg)
+        if msg.topic != self.topic_update and not msg.topic.startswith(self._chunk_prefix):
+            return False
+        if msg.qos == 0 and self._queue.qsize() >= MAX_QUEUED:
+            # QoS 1 is bounded by what the broker keeps in flight (we ack once handled); a
+            # flood at QoS 0 is not, so what the thread cannot keep up with is dropped
+            self.overflow += 1
+            if self.overflow & (self.overflow - 1) == 0:  # 1, 2, 4, 8...: a flood logs little
+                log.warning("model-update queue full: %d QoS 0 messages dropped", self.overflow)
             return True
-        return False
+        self._queue.put(msg)
+        return True
 
     def _main(self) -> None:
         while (msg := self._queue.get()) is not None:
