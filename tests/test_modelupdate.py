@@ -353,3 +353,24 @@ def test_a_large_file_gets_chunks_large_enough_for_one_manifest() -> None:
     size = 16 << 30
     chunk = manifests.chunk_size_for(size)
     assert chunk == 1 << 20 and -(-size // chunk) <= manifests.MAX_CHUNKS
+
+
+def test_an_unreadable_floor_refuses_updates_rather_than_guess(tmp_path: Path, blob: Path) -> None:
+    floor = tmp_path / "models" / "floor.json"
+    floor.parent.mkdir()
+    floor.write_text("{not json")
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW, version=1 << 40)
+    refusal = assembler_at(tmp_path).on_manifest(manifest_bytes(m))
+    assert refusal is not None and f"model-update floor {floor} is unreadable" in refusal
+    assert floor.read_text() == "{not json"
+
+
+def test_the_floor_is_written_before_the_transfer_starts(tmp_path: Path, blob: Path) -> None:
+    m = make_manifest(blob, chunk_size=CHUNK, now=NOW, version=42)
+    assembler = assembler_at(tmp_path)
+    assert assembler.on_manifest(manifest_bytes(m)) is None
+    assert json.loads((tmp_path / "models" / "floor.json").read_text()) == {
+        "version": 42,
+        "sha256": m.sha256,
+    }
+    assert not list((tmp_path / "models").glob("*.tmp"))
