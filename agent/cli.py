@@ -226,7 +226,8 @@ def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
 )
 def keygen(path: str, force: bool, update: bool) -> None:
     """Write a new random command-signing key to PATH (mode 0600) for security.command_key_file;
-    give the same file to every agent and actuator of a site."""
+    give the same file to every agent and actuator of a site. With --update, the model-update
+    key pair instead."""
     if update:
         _keygen_update(Path(path), force)
         return
