@@ -64,3 +64,16 @@ def test_the_config_names_the_public_key(tmp_path: Path) -> None:
     public = updatekey.generate_key_pair(tmp_path / "update.key")
     cfg = load_config(agent_config(tmp_path, 1883, security__update_public_key_file=str(public)))
     assert cfg.security.update_public_key_file == public
+
+
+def test_model_push_with_the_command_key_says_what_is_wrong(tmp_path: Path) -> None:
+    command_key = tmp_path / "command.key"
+    command_key.write_text("ab" * 32)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    cfg = agent_config(tmp_path, 1)
+    result = CliRunner().invoke(
+        cli, ["model", "push", str(model), "-c", str(cfg), "--key", str(command_key)]
+    )
+    assert result.exit_code == 1
+    assert f"{command_key} is not an update key" in result.output

@@ -271,7 +271,7 @@ class Assembler:
         if self.dropped > 16 and self.dropped & (self.dropped - 1):
             return
         log.warning(
-            "model chunk %s/%d dropped (%d so far): %s", sha256[:64], index, self.dropped, reason
+            "model chunk %r/%d dropped (%d so far): %s", sha256[:64], index, self.dropped, reason
         )
         self.refused = (sha256[:64], f"chunk {index} dropped: {reason}")
 
