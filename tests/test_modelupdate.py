@@ -22,7 +22,8 @@ from agent.service import manifest as manifests
 from agent.service.manifest import Manifest
 from agent.service.modelinstall import current_model, install, read_pointer, trial_load
 from agent.service.modelpush import push
-from agent.service.modelupdate import Assembler, Receiver, chunk_topic, filters, update_topic
+from agent.service.modelreceiver import Receiver
+from agent.service.modelupdate import Assembler, chunk_topic, filters, update_topic
 from agent.service.updatekey import PrivateKey
 from tests.conftest import Collector, wait_for
 

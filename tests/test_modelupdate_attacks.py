@@ -21,13 +21,8 @@ from agent.mqtt import Message
 from agent.policy.signing import sign as hmac_sign
 from agent.service.manifest import Manifest
 from agent.service.modelinstall import current_model, install
-from agent.service.modelupdate import (
-    MAX_QUEUED,
-    NO_UPDATE_KEY,
-    Receiver,
-    chunk_topic,
-    update_topic,
-)
+from agent.service.modelreceiver import MAX_QUEUED, Receiver
+from agent.service.modelupdate import NO_UPDATE_KEY, chunk_topic, update_topic
 from agent.service.updatekey import PrivateKey, generate_key_pair, load_private
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
 from tests.test_modelupdate import (

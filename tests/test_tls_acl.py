@@ -473,7 +473,8 @@ def test_an_operator_pushes_a_model_update_that_the_agent_assembles(
     site: Site, clients: list[Client], tmp_path: Path
 ) -> None:
     from agent.service.modelpush import push
-    from agent.service.modelupdate import Assembler, Receiver, filters
+    from agent.service.modelreceiver import Receiver
+    from agent.service.modelupdate import Assembler, filters
     from agent.service.updatekey import PrivateKey
 
     key = PrivateKey.generate()

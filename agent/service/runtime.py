@@ -21,7 +21,7 @@ from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import modelinstall, modelupdate, systemd, updatekey
+from agent.service import modelinstall, modelreceiver, modelupdate, systemd, updatekey
 from agent.service.federation import FederationService
 from agent.service.homeassistant import (
     Announcement,
@@ -96,7 +96,7 @@ class Agent:
         ]
         self.topic_ha_status = f"{config.homeassistant.prefix}/status"
         self._announced: set[tuple[str, str]] = set()
-        self.updates: modelupdate.Receiver | None = None
+        self.updates: modelreceiver.Receiver | None = None
         self._update_key = modelupdate.update_key(config)
         update_filters = modelupdate.filters(self.prefix, self.id) if self._update_key else []
         self.mqtt = MqttClient(
@@ -615,7 +615,7 @@ class Agent:
 
     def _start_model_updates(self, key: updatekey.PublicKey) -> None:
         assembler = modelupdate.Assembler(self.config.agent.data_dir, key, self.id, self.clock)
-        self.updates = modelupdate.Receiver(
+        self.updates = modelreceiver.Receiver(
             assembler,
             self.prefix,
             self.id,
