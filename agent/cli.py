@@ -217,9 +217,20 @@ def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
-def keygen(path: str, force: bool) -> None:
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Make the Ed25519 model-update key pair instead: PATH (private, stays on the "
+    "operator's machine, for model push --key) and PATH.pub (security.update_public_key_file "
+    "on every agent).",
+)
+def keygen(path: str, force: bool, update: bool) -> None:
     """Write a new random command-signing key to PATH (mode 0600) for security.command_key_file;
-    give the same file to every agent and actuator of a site."""
+    give the same file to every agent and actuator of a site. With --update, the model-update
+    key pair instead."""
+    if update:
+        _keygen_update(Path(path), force)
+        return
     from agent.policy.signing import generate_key_file
 
     try:
@@ -247,6 +258,19 @@ def doctor(config: str | None, model_only: bool, timeout: float) -> None:
     raise SystemExit(
         run_doctor(cfg, click.echo, configured=config is not None, model_only=model_only,
                    timeout=timeout)
+    )
+
+
+def _keygen_update(path: Path, force: bool) -> None:
+    from agent.service.updatekey import generate_key_pair
+
+    try:
+        public = generate_key_pair(path, overwrite=force)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"wrote the private update key to {path} (keep it on this machine) and its public key "
+        f"to {public} (copy it to every agent as security.update_public_key_file)"
     )
 
 
@@ -543,18 +567,40 @@ def model() -> None:
 @click.option(
     "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
 )
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The private update key (made by keygen --update) that signs the manifest.",
+)
 @click.option("--agent", "agent_id", help="The agent to update (default: the config's agent.id).")
 @click.option(
-    "--chunk-size", default=256 * 1024, show_default=True, help="Bytes per chunk (1 KiB to 8 MiB)."
+    "--version",
+    "version",
+    type=click.IntRange(1, (1 << 53) - 1),
+    help="The update's version; the agent takes only versions above the last it accepted "
+    "(default: the time in milliseconds).",
 )
-def model_push(file: str, config: str, agent_id: str | None, chunk_size: int) -> None:
-    """Send FILE to an agent as a signed model update (a manifest, then QoS 1 chunks)."""
-    from agent.policy.signing import load_key
-    from agent.service.modelupdate import push
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1024, 1 << 20),
+    help="Bytes per chunk, 1 KiB to 1 MiB (default: 256 KiB, more for very large files).",
+)
+def model_push(
+    file: str,
+    config: str,
+    key_file: str,
+    agent_id: str | None,
+    version: int | None,
+    chunk_size: int | None,
+) -> None:
+    """Send FILE to an agent as a model update signed with the update key (a manifest, then
+    QoS 1 chunks)."""
+    from agent.service.modelpush import push
+    from agent.service.updatekey import load_private
 
     cfg = _load(config)
-    if cfg.security.command_key_file is None:
-        raise click.UsageError("model push needs security.command_key_file in the config")
 
     def progress(done: int, total: int) -> None:
         click.echo(f"\r{done}/{total} chunks acknowledged", nl=False, err=True)
@@ -566,16 +612,20 @@ def model_push(file: str, config: str, agent_id: str | None, chunk_size: int) ->
             cfg.mqtt.port,
             cfg.mqtt.prefix,
             agent_id or cfg.agent.id,
-            load_key(cfg.security.command_key_file),
+            load_private(Path(key_file)),
             chunk_size,
             progress,
+            version=version,
             mqtt=cfg.mqtt,
         )
     except AgentError as exc:
         click.echo(err=True)
         raise click.ClickException(str(exc)) from None
     click.echo(err=True)
-    click.echo(f"sent {m.name} ({m.size} bytes, sha256 {m.sha256}) in {m.chunks} chunks")
+    click.echo(
+        f"sent {m.name} ({m.size} bytes, sha256 {m.sha256}) as version {m.version} "
+        f"in {m.chunks} chunks"
+    )
 
 
 @model.command("quantize")

@@ -265,6 +265,9 @@ class ServiceSection(_Section):
 
 class SecuritySection(_Section):
     command_key_file: Path | None = None
+    # the public half of the operator's Ed25519 model-update key (edge-agent keygen --update);
+    # without it the agent takes no model updates
+    update_public_key_file: Path | None = None
 
 
 class ValueRange(_Section):

@@ -1,13 +1,16 @@
 """config/mosquitto on a real Mosquitto: mutual TLS, no anonymous clients, a per-device ACL.
 
 The test makes its own site CA, broker certificate and client certificates with the openssl
-command, runs site.conf and acl with only paths and ports changed, and connects the agent's
-own MQTT client for the positive case and plain paho clients for the refusals.
+command, runs site.conf and acl with only paths and ports changed (and a second agent added
+as config/mosquitto/README.md says: the pi-livingroom block copied under another name), and
+connects the agent's own MQTT client for the positive case and plain paho clients for the
+refusals.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import ssl
 import subprocess
@@ -116,18 +119,25 @@ class Site:
         return self.pki.root / f"{name}.crt", self.pki.root / f"{name}.key"
 
 
+def with_second_agent(acl: str, name: str) -> str:
+    """``acl`` with the pi-livingroom block copied for agent ``name``, as an operator would."""
+    start = acl.index("user pi-livingroom\n")
+    end = acl.index("\n# ---", start)
+    return acl + "\n" + acl[start:end].replace("pi-livingroom", name) + "\n"
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("site")
     pki = Pki(root)
     ca = pki.ca("ca")
     pki.issue(ca, "broker", "broker", kind="server")
-    for name in ("pi-livingroom", "livingroom-1", "kitchen-1", "monitor"):
+    for name in ("pi-livingroom", "pi-kitchen", "livingroom-1", "kitchen-1", "monitor", "operator"):
         pki.issue(ca, name, name)
     pki.issue(ca, "expired", "livingroom-1", days=-1)
     rogue = pki.ca("rogue-ca")
     pki.issue(rogue, "rogue", "livingroom-1")
-    shutil.copy(SITE / "acl", root / "acl")
+    (root / "acl").write_text(with_second_agent((SITE / "acl").read_text(), "pi-kitchen"))
     passwd = root / "passwd"
     if PASSWD is not None:
         subprocess.run(
@@ -356,7 +366,13 @@ FORBIDDEN = [
     "edge/actuators/livingroom-hvac/hvac/set",  # a command
     "edge/actuators/livingroom-1/light/set",  # a command, even to itself
     "edge/agents/pi-livingroom/status",  # an agent's topic
+    "edge/agents/pi-livingroom/results/climate",
+    "edge/agents/pi-livingroom/intents",
     "edge/decisions/climate",
+    "edge/agents/pi-livingroom/model/update",  # a model update
+    f"edge/agents/pi-livingroom/model/chunk/{'0' * 64}/0",
+    "edge/groups/livingroom/fl/climate/round",  # federation
+    "edge/groups/livingroom/fl/climate/update/livingroom-1",
 ]
 
 
@@ -398,3 +414,123 @@ def test_a_device_reads_only_its_own_commands(site: Site, clients: list[Client])
 
     wait_for(delivered, 10, "kitchen-1's own command")
     assert set(kitchen.topics()) == {"edge/actuators/kitchen-1/valve/set"}
+
+
+def refused_for(site: Site, clients: list[Client], name: str, topic: str, size: int = 1) -> str:
+    """How the broker answers ``name`` publishing ``size`` bytes on ``topic``, on a connection
+    of its own (Mosquitto may close it on a refusal)."""
+    client = Client(site.tls_port, tls=context(site, name), reconnect=False)
+    clients.append(client.connect())
+    assert client.connected.wait(10), client.connack
+    info = client.paho.publish(topic, b"x" * size, qos=1)
+    wait_for(lambda: info.mid in client.acks or client.disconnected.is_set(), 10, topic)
+    if info.mid in client.acks:
+        reason = client.acks[info.mid]
+        return str(reason.getName()) if reason.is_failure else "accepted"
+    return "disconnected"
+
+
+def test_group_members_federate_each_under_their_own_name(
+    site: Site, clients: list[Client]
+) -> None:
+    from agent.peers.fragments import split
+    from agent.peers.rounds import key_topic, round_topic, update_topic
+    from agent.peers.vectors import join_topic
+
+    kitchen = tls_client(site, "pi-kitchen", clients)
+    kitchen.paho.subscribe("edge/groups/#", qos=1)
+    living = tls_client(site, "pi-livingroom", clients)
+    own = [
+        round_topic("edge", "livingroom", "climate"),
+        update_topic("edge", "livingroom", "climate", "pi-livingroom"),
+        key_topic("edge", "livingroom", "climate", "pi-livingroom"),
+        join_topic("edge", "livingroom", "vectors", "pi-livingroom"),
+        round_topic("edge", "livingroom", "vectors") + "/part/0",
+        update_topic("edge", "livingroom", "vectors", "pi-livingroom") + "/part/1",
+    ]
+
+    def delivered() -> bool:
+        for topic in own:
+            assert not living.publish(topic, split(b"{}")[0]).is_failure, topic
+        return set(own) <= set(kitchen.topics())
+
+    wait_for(delivered, 10, "the federation messages at the other member")
+    for topic in (
+        update_topic("edge", "livingroom", "climate", "pi-kitchen"),  # another member's name
+        key_topic("edge", "livingroom", "climate", "pi-kitchen"),
+        join_topic("edge", "livingroom", "vectors", "pi-kitchen"),
+        "edge/groups/livingroom/fl/climate/anything",
+        "edge/agents/pi-kitchen/model/update",  # another agent's topics
+        "edge/agents/pi-kitchen/status",
+    ):
+        assert refused_for(site, clients, "pi-livingroom", topic) in (
+            "Not authorized",
+            "disconnected",
+        ), topic
+
+
+def test_an_operator_pushes_a_model_update_that_the_agent_assembles(
+    site: Site, clients: list[Client], tmp_path: Path
+) -> None:
+    from agent.service.modelpush import push
+    from agent.service.modelreceiver import Receiver
+    from agent.service.modelupdate import Assembler, filters
+    from agent.service.updatekey import PrivateKey
+
+    key = PrivateKey.generate()
+    crt, pem = site.cert("pi-livingroom")
+    tls = TlsSection(ca_file=site.ca, cert_file=crt, key_file=pem)
+    cfg = MqttSection(port=site.tls_port, tls=tls, subscriptions=filters("edge", "pi-livingroom"))
+    assembled: list[Path] = []
+    assembler = Assembler(tmp_path / "data", key.public_key(), "pi-livingroom")
+    receiver = Receiver(
+        assembler,
+        "edge",
+        "pi-livingroom",
+        ack=lambda m: agent.ack(m),
+        on_assembled=lambda p, m: assembled.append(p),
+    )
+
+    def deliver(msg: Message) -> None:  # as the runtime does; anything else is not ours here
+        if not receiver.handle(msg):
+            agent.ack(msg)
+
+    agent = MqttClient(cfg, "edge-agent-pi-livingroom-2", will=None, on_message=deliver)
+    receiver.start()
+    agent.start()
+    model = tmp_path / "model.gguf"
+    model.write_bytes(os.urandom((1 << 20) + 4321))  # a chunk as large as a manifest allows
+    try:
+        assert agent.wait_connected(10), agent.last_error
+        crt, pem = site.cert("operator")
+        operator = MqttSection(tls=TlsSection(ca_file=site.ca, cert_file=crt, key_file=pem))
+        push(
+            model, "127.0.0.1", site.tls_port, "edge", "pi-livingroom", key, 1 << 20, mqtt=operator
+        )
+        wait_for(lambda: bool(assembled), 20, "the model assembled at the agent")
+    finally:
+        agent.stop()
+        receiver.stop()
+    assert assembled[0].read_bytes() == model.read_bytes()
+    assert refused_for(site, clients, "operator", "edge/actuators/livingroom-hvac/hvac/set") in (
+        "Not authorized",
+        "disconnected",
+    )
+
+
+def test_the_broker_refuses_an_oversized_message(site: Site, clients: list[Client]) -> None:
+    monitor = tls_client(site, "monitor", clients)
+    monitor.paho.subscribe("edge/sensors/livingroom-1/#", qos=1)
+    topic = "edge/sensors/livingroom-1/big"
+    for size in ((1 << 20) + 1, 4 << 20):  # over message_size_limit; over max_packet_size
+        answer = refused_for(site, clients, "livingroom-1", topic, size)
+        assert answer in ("Implementation specific error", "disconnected"), (size, answer)
+    device = tls_client(site, "livingroom-1", clients)
+    wait_for(
+        lambda: (
+            not device.publish(topic + "/small").is_failure and topic + "/small" in monitor.topics()
+        ),
+        10,
+        "a small message through",
+    )
+    assert topic not in monitor.topics()

@@ -22,7 +22,7 @@ from agent.inference.trial import tried_model
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import modelupdate, systemd
+from agent.service import modelinstall, modelreceiver, modelupdate, systemd, updatekey
 from agent.service.federation import FederationService
 from agent.service.homeassistant import (
     Announcement,
@@ -32,6 +32,7 @@ from agent.service.homeassistant import (
     should_announce,
 )
 from agent.service.ingest import Ingestor
+from agent.service.manifest import Manifest
 from agent.service.metrics import Metrics, Sources
 from agent.service.peers import PeerService
 from agent.service.permissions import check_permissions, paths_to_check
@@ -99,10 +100,9 @@ class Agent:
         ]
         self.topic_ha_status = f"{config.homeassistant.prefix}/status"
         self._announced: set[tuple[str, str]] = set()
-        self.updates: modelupdate.Receiver | None = None
-        update_filters = (
-            modelupdate.filters(self.prefix, self.id) if config.security.command_key_file else []
-        )
+        self.updates: modelreceiver.Receiver | None = None
+        self._update_key = modelupdate.update_key(config)
+        update_filters = modelupdate.filters(self.prefix, self.id) if self._update_key else []
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
@@ -128,8 +128,8 @@ class Agent:
         if self.config.policies:
             self._build_decisions()
         self.ingestor.start()
-        if self.config.security.command_key_file is not None:
-            self._start_model_updates()
+        if self._update_key is not None:
+            self._start_model_updates(self._update_key)
         self.mqtt.start()
         if self.decisions is not None:
             self._start_decisions()
@@ -227,7 +227,7 @@ class Agent:
             self.pipeline.restore(device, quantity, self.store.points(device, quantity, since))
 
     def _load_model_info(self) -> None:
-        installed = modelupdate.current_model(self.config.agent.data_dir)
+        installed = modelinstall.current_model(self.config.agent.data_dir)
         if installed is not None:  # a model update installed here wins over model.path
             self.model = installed
             return
@@ -629,18 +629,9 @@ class Agent:
 
     # -- model updates over MQTT --------------------------------------------------------------
 
-    def _start_model_updates(self) -> None:
-        from agent.policy.signing import load_key
-
-        key_file = self.config.security.command_key_file
-        assert key_file is not None
-        try:
-            key = load_key(key_file)
-        except AgentError as exc:
-            log.warning("model updates are off: %s", exc)
-            return
-        assembler = modelupdate.Assembler(self.config.agent.data_dir, key, self.clock)
-        self.updates = modelupdate.Receiver(
+    def _start_model_updates(self, key: updatekey.PublicKey) -> None:
+        assembler = modelupdate.Assembler(self.config.agent.data_dir, key, self.id, self.clock)
+        self.updates = modelreceiver.Receiver(
             assembler,
             self.prefix,
             self.id,
@@ -650,17 +641,12 @@ class Agent:
         )
         self.updates.start()
 
-    def _report_model_refusal(self, sha256: str, reason: str) -> None:
-        event = {
-            "ts": self.clock(),
-            "topic": modelupdate.update_topic(self.prefix, self.id),
-            "error": f"model update {sha256} refused: {reason}",
-            "payload": sha256,
-        }
-        log.error("%s", event["error"])
+    def _report_model_refusal(self, topic: str, error: str) -> None:
+        event = {"ts": self.clock(), "topic": topic, "error": error, "payload": ""}
+        log.error("%s", error)
         self.mqtt.publish(self.topic_errors, dumps(event), qos=0)
 
-    def _install_model(self, path: Path, manifest: modelupdate.Manifest) -> None:
+    def _install_model(self, path: Path, manifest: Manifest) -> None:
         """On the model-update thread: trial-load, move the pointer, swap inference, report."""
         from agent.inference.threads import pick_threads
         from agent.inference.worker import InferenceWorker
@@ -677,15 +663,17 @@ class Agent:
             worker.call(lambda m: m.embed("ok"), 60)
 
         try:
-            modelupdate.install(
+            modelinstall.install(
                 path,
                 None if old is None else old.path,
-                trial if self.worker is not None else modelupdate.trial_load(threads, cfg.context),
+                trial if self.worker is not None else modelinstall.trial_load(threads, cfg.context),
                 ts=manifest.ts,
+                version=manifest.version,
             )
         except AgentError as exc:
             worker.stop(5)
-            self._report_model_refusal(manifest.sha256, str(exc))
+            topic = modelupdate.update_topic(self.prefix, self.id)
+            self._report_model_refusal(topic, f"model update {manifest.sha256} refused: {exc}")
             return
         self.model = ModelFile(path, manifest.sha256)
         if self.worker is not None:
