@@ -57,7 +57,7 @@ class Sources:
     queue_depth: Callable[[], int] = _zero  # messages waiting for the ingest thread
     outbox_depth: Callable[[], int] = _zero  # commands not yet acknowledged by the broker
     tokens_per_second: Callable[[], float | None] = _none  # the model's, None before loading
-    model_usable: Callable[[], bool | None] = _unknown  # None while loading or when no model is used
+    model_usable: Callable[[], bool | None] = _unknown  # None while loading or if no model
 
 
 class _Live(Collector):
