@@ -82,6 +82,7 @@ class Ingestor:
         self.counters = Counters()
         self.rows_total = store.count()
         self.last_progress = time.monotonic()
+        self._in_hand = 0  # messages taken off the queue and not yet committed
 
     # -- called from other threads -----------------------------------------------------------
 
@@ -95,7 +96,9 @@ class Ingestor:
         return future
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Messages waiting, counting the batch in hand: a batch stuck in a commit (a locked
+        database, a full disk) is work waiting, not an idle agent."""
+        return self._queue.qsize() + self._in_hand
 
     def start(self) -> None:
         self._thread.start()
@@ -119,7 +122,11 @@ class Ingestor:
             assert isinstance(item, Message)
             batch = [item]
             pending = self._collect(batch)
-            self._flush(batch)
+            self._in_hand = len(batch)
+            try:
+                self._flush(batch)
+            finally:
+                self._in_hand = 0
             if pending is _STOP:
                 return
             if isinstance(pending, _Task):
