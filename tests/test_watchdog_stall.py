@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.broker import Mosquitto
+from agent.broker import Mosquitto, free_port
 from tests.conftest import ROOT, Collector, agent_config, wait_for
 
 pytestmark = pytest.mark.broker
@@ -75,6 +75,34 @@ def test_a_locked_database_stops_the_watchdog_pings_until_it_is_released(
         wait_for(lambda: check.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 20,
                  timeout=60, what="every reading stored after the stall")
         check.close()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        notify.sock.close()
+        log.close()
+
+
+def test_ready_is_held_back_while_the_broker_is_down(tmp_path: Path) -> None:
+    """No READY=1 until the broker answers: systemd must not think the agent is up while it
+    cannot receive a reading; the status line says what it waits for."""
+    port = free_port()
+    notify = Notifications(tmp_path / "notify.sock")
+    cfg = agent_config(tmp_path, port)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    log = (tmp_path / "agent.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(cfg)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any("waiting for the broker" in line for _, line in notify.drain()),
+                 timeout=60, what="a status saying it waits for the broker")
+        time.sleep(3)  # long enough for a READY=1 that should not come
+        assert not any(line == "READY=1" for _, line in notify.drain())
+        workdir = tmp_path / "broker"
+        workdir.mkdir()
+        with Mosquitto(port=port, workdir=workdir):
+            wait_for(lambda: any(line == "READY=1" for _, line in notify.drain()), timeout=60,
+                     what="READY=1 once the broker is up")
         assert proc.poll() is None
     finally:
         proc.terminate()
