@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.nlu.entities import PLAIN_ACTIONS, QUANTITY_ACTIONS
+from agent.nlu.values import value_actions
 
 # short codes people write -> the template collection's own codes
 LANGUAGE_ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-tw": "zh-TW",
                     "zh-hant": "zh-TW", "zh-hk": "zh-HK", "pt-br": "pt-BR"}
-# actions that take a setpoint when the range does not say which ones do
-SETPOINT_ACTIONS = frozenset(["cool", "heat", "auto"])
 
 
 def template_language(code: str) -> str:
@@ -56,32 +54,6 @@ class ValueSpec(BaseModel):
             raise ValueError("value.actions is empty: list the actions that take a value")
         return self
 
-
-def value_actions(actions: list[str], value: ValueSpec | None) -> list[str]:
-    """The actions the range belongs to, or ValueError saying how to write it.
-
-    Listed: each must be one of the actuator's actions. Not listed: the quantity actions
-    (brightness, setpoint, ...) and setpoint actions (cool, heat); failing those, the legacy
-    reading of ``actions: [on, off]`` with a range is "on" (a level), never "off".
-    """
-    if value is None:
-        return []
-    if value.actions is not None:
-        unknown = [a for a in value.actions if a not in actions]
-        if unknown:
-            raise ValueError(f"value.actions: {unknown} not among the actions {actions}")
-        return list(value.actions)
-    takes = [a for a in actions if a in QUANTITY_ACTIONS or a in SETPOINT_ACTIONS]
-    if takes:
-        return takes
-    if "on" in actions:
-        return ["on"]
-    raise ValueError(
-        f"value: none of the actions {actions} takes a value ({', '.join(sorted(PLAIN_ACTIONS))} "
-        f"never do); add value.actions naming the actions the range belongs to, or remove value"
-    )
-
-
-def value_required(action: str) -> bool:
-    """A quantity action needs its number; a setpoint action or a level "on" may omit it."""
-    return action in QUANTITY_ACTIONS
+    def for_actions(self, actions: list[str]) -> list[str]:
+        """The actuator's actions this range belongs to (ValueError when unreadable)."""
+        return value_actions(actions, self.actions)

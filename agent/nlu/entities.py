@@ -7,12 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# actions whose name is a quantity: a value is required (others that take one may omit it)
-QUANTITY_ACTIONS = frozenset(
-    ["brightness", "setpoint", "temperature", "position", "level", "speed", "volume"]
-)
-# actions that never take a value
-PLAIN_ACTIONS = frozenset(["on", "off", "open", "close", "lock", "unlock", "stop", "idle"])
+from agent.nlu.values import value_actions
+
 # words that say what kind of device a name is; what comes before them is the area
 _KIND_WORDS = {
     "light": ("light", "lights", "lamp", "lamps", "licht", "lampe", "leuchte", "灯"),
@@ -38,7 +34,7 @@ class Entity:
     value_min: float | None = None
     value_max: float | None = None
     value_actions: tuple[str, ...] = ()  # the actions the range belongs to
-    area: str | None = None
+    areas: tuple[str, ...] = ()  # said or derived from the names ("kitchen light" -> kitchen)
     domain: str = "switch"  # Home Assistant's word for the kind of device
 
     @property
@@ -100,6 +96,10 @@ def entity_from(data: Mapping[str, Any]) -> Entity:
     aliases = tuple(str(a) for a in data.get("aliases") or ())
     actions = tuple(str(a) for a in data["actions"])
     value = data.get("value") or {}
+    listed = value.get("actions")
+    takes = value_actions(list(actions), None if listed is None else list(listed)) if value else []
+    areas = [data["area"]] if data.get("area") else []
+    areas += [a for a in (area_of(n) for n in (name, *aliases)) if a]
     words = " ".join([name, *aliases, device, actuator])
     return Entity(
         device=device,
@@ -109,8 +109,8 @@ def entity_from(data: Mapping[str, Any]) -> Entity:
         actions=actions,
         value_min=None if value.get("min") is None else float(value["min"]),
         value_max=None if value.get("max") is None else float(value["max"]),
-        value_actions=tuple(value.get("actions") or ()),
-        area=data.get("area") or area_of(name),
+        value_actions=tuple(takes),
+        areas=tuple(dict.fromkeys(str(a).lower() for a in areas)),
         domain=str(data.get("domain") or domain_of(actions, words)),
     )
 

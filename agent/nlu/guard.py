@@ -65,7 +65,7 @@ def refusal_reason(text: str, languages: list[str]) -> tuple[str, str] | None:
         word, lang = neg
         template = NEGATION_REASONS.get(lang.split("-")[0], NEGATION_REASONS["en"])
         return template.format(word=word), lang
-    word = injection(text, languages)
-    if word is not None:
-        return INJECTION_REASON.format(word=word), "en"
+    injected = injection(text, languages)
+    if injected is not None:
+        return INJECTION_REASON.format(word=injected), "en"
     return None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from agent.nlu.config import value_required
 from agent.nlu.entities import Entity
 from agent.nlu.polarity import polarity
 from agent.nlu.questions import did_you_mean, heat_or_cool
 from agent.nlu.result import Ambiguity, Command, Match, Refusal
 from agent.nlu.templates import Hit
+from agent.nlu.values import value_required
 
 _ON = {"lock": "lock", "cover": "open", "valve": "open"}
 _OFF = {"lock": "unlock", "cover": "close", "valve": "close"}
@@ -20,7 +20,7 @@ def targets(hit: Hit, entities: dict[str, Entity]) -> list[Entity]:
     if isinstance(key, str) and key in entities:
         return [entities[key]]
     area = hit.slots.get("area")
-    found = [e for e in entities.values() if area is not None and e.area == area]
+    found = [e for e in entities.values() if area is not None and area in e.areas]
     domain = hit.slots.get("domain")
     if hit.intent in ("HassClimateSetTemperature", "EdgeClimateMode"):
         domain = "climate"
@@ -66,9 +66,13 @@ def command(entity: Entity, action: str, value: float | None) -> Command | Refus
     if value is None and entity.takes_value(action) and value_required(action):
         return Refusal(f"{action} on the {entity.name} needs a value: say how much")
     if value is not None and not entity.in_range(value):
-        return Refusal(f"{value:g} is outside {entity.value_min:g} to {entity.value_max:g} "
-                       f"for the {entity.name}")
+        return Refusal(command_range(entity, value))
     return Command(entity.device, entity.actuator, action, value)
+
+
+def command_range(entity: Entity, value: float) -> str:
+    return (f"{value:g} is outside {entity.value_min:g} to {entity.value_max:g} "
+            f"for the {entity.name}")
 
 
 def map_hit(hit: Hit, entities: dict[str, Entity], text: str, lang: str, layer: str) -> Mapped:
@@ -81,6 +85,8 @@ def map_hit(hit: Hit, entities: dict[str, Entity], text: str, lang: str, layer: 
     for entity in found:
         action = action_of(hit, entity, text)
         if action is None:
+            if value is not None and not entity.in_range(value):
+                return Refusal(command_range(entity, value), lang)
             return Ambiguity((entity.name,), heat_or_cool(entity.name, value, lang), lang)
         result = command(entity, action, value)
         (commands if isinstance(result, Command) else refusals).append(result)  # type: ignore[arg-type]

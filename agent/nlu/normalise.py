@@ -1,4 +1,4 @@
-"""Normalise a request: unicode, case, apostrophes, punctuation, numbers, units, relative changes."""
+"""Normalise a request: unicode, case, apostrophes, punctuation, numbers, units, changes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ _CONTRACTIONS = {
     "isn't": "is not", "let's": "let us", "i'm": "i am", "it'd": "it would",
 }
 _CONTRACTION = re.compile(r"\b(" + "|".join(re.escape(c) for c in _CONTRACTIONS) + r")\b")
-_SMALL = {"en": "zero one two three four five six seven eight nine ten".split(),
-          "de": "null ein zwei drei vier fünf sechs sieben acht neun zehn".split()}
+_SMALL = {
+    "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
+    "de": ["null", "ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
+           "zehn"],
+}
 _UNIT_WORDS = r"(?:degrees?|grad|percent|prozent|%)"
 _DEGREES = {"en": " degrees", "de": " Grad", "zh": "度"}
 _DEGREE_SIGN = re.compile(r"(\d)\s*(?:°\s*c\b|º\s*c\b|°|º|\s+degrees?\s+(?:celsius|c)\b|"
@@ -62,7 +65,7 @@ def _words_to_digits(t: str, lang: str) -> str:
     if lang == "zh":
         return zh_digits(t)
     if lang in ("en", "de"):
-        from text_to_num import alpha2digit  # the one importer of text2num
+        from text_to_num import alpha2digit  # type: ignore[import-untyped]
 
         t = alpha2digit(t, lang)
         small = _SMALL[lang]

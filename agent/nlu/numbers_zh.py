@@ -18,7 +18,9 @@ def integer(text: str) -> int:
     total, current = 0, 0
     for ch in text:
         if ch in _DIGITS:
-            current = current * 10 + _DIGITS[ch] if current and text[0] not in _UNITS else _DIGITS[ch]
+            # "二三" is 23; after a unit ("二十三") the digit stands alone
+            spelled = current and text[0] not in _UNITS
+            current = current * 10 + _DIGITS[ch] if spelled else _DIGITS[ch]
         else:
             total += (current or 1) * _UNITS[ch]
             current = 0

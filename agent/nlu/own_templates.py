@@ -121,7 +121,8 @@ def own_templates(lang: str) -> dict[str, Any]:
     data = _ALL.get(base)
     if data is None:
         return {"intents": {}, "lists": {}}
-    return _fill(data, base)
+    filled: dict[str, Any] = _fill(data, base)
+    return filled
 
 
 def _fill(data: Any, base: str) -> Any:

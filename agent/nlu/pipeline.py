@@ -1,4 +1,4 @@
-"""Runs the layers in order: guard, normalise, templates, fuzzy names; else hands over to the model."""
+"""Runs the layers in order (guard, normalise, templates, fuzzy names), else hands to the model."""
 
 from __future__ import annotations
 

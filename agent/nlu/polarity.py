@@ -28,7 +28,7 @@ _PHRASES: tuple[tuple[str, frozenset[str]], ...] = tuple(
 
 def polarity(text: str) -> frozenset[str]:
     """Every action some polarity word in ``text`` (normalised) points to; empty if none."""
-    rest, found = f" {text} ", set()
+    rest, found = f" {text} ", set[str]()
     for phrase, actions in _PHRASES:
         if phrase.isascii() or any(c.isascii() and c.isalpha() for c in phrase):
             pattern = re.compile(rf"(?<![\w]){re.escape(phrase)}(?![\w])")

@@ -78,7 +78,7 @@ class Templates:
 
 def slot_lists(entities: list[Entity]) -> dict[str, SlotList]:
     names = [(n, e.key, {"domain": e.domain}) for e in entities for n in e.names]
-    areas = sorted({e.area for e in entities if e.area})
+    areas = sorted({a for e in entities for a in e.areas})
     lists: dict[str, SlotList] = {
         "name": TextSlotList.from_tuples(names, allow_template=False),
         "area": TextSlotList.from_tuples([(a, a) for a in areas], allow_template=False),
