@@ -1,0 +1,47 @@
+"""Extract Home Assistant's own test sentences (github.com/home-assistant/intents, tests/<lang>/,
+CC BY 4.0) for the intents the agent supports into agent/bench/data/ha_intents_tests.json.
+
+Usage: python scripts/ha_intents_tests.py <path to a checkout of home-assistant/intents>
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+LANGS = {"en": "en", "de": "de", "zh-cn": "zh-CN"}
+DOMAINS = ("light", "switch", "fan", "lock", "valve", "cover", "climate", "homeassistant")
+INTENTS = ("HassTurnOn", "HassTurnOff", "HassLightSet", "HassClimateSetTemperature")
+
+
+def wanted(path: Path) -> bool:
+    domain, _, intent = path.stem.partition("_")
+    return domain in DOMAINS and intent in INTENTS
+
+
+def main(root: Path) -> None:
+    out = {"source": "https://github.com/home-assistant/intents tests/ (CC BY 4.0)"}
+    for folder, lang in LANGS.items():
+        fixtures = yaml.safe_load((root / "tests" / folder / "_fixtures.yaml").read_text())
+        areas = {a["id"]: a["name"] for a in fixtures.get("areas", [])}
+        entities = [{"name": e["name"], "id": e["id"], "area": areas.get(e.get("area"))}
+                    for e in fixtures.get("entities", [])]
+        cases = []
+        for path in sorted((root / "tests" / folder).glob("*.yaml")):
+            if not wanted(path):
+                continue
+            for test in yaml.safe_load(path.read_text()).get("tests", []):
+                intent = test.get("intent") or {}
+                for sentence in test.get("sentences", []):
+                    cases.append({"file": path.name, "sentence": sentence,
+                                  "intent": intent.get("name"), "slots": intent.get("slots", {})})
+        out[lang] = {"entities": entities, "cases": cases}
+    target = Path(__file__).parent.parent / "agent" / "bench" / "data" / "ha_intents_tests.json"
+    target.write_text(json.dumps(out, ensure_ascii=False, indent=0) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
