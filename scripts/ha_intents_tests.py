@@ -37,7 +37,9 @@ def main(root: Path) -> None:
                 intent = test.get("intent") or {}
                 for sentence in test.get("sentences", []):
                     cases.append({"file": path.name, "sentence": sentence,
-                                  "intent": intent.get("name"), "slots": intent.get("slots", {})})
+                                  "intent": intent.get("name"), "slots": intent.get("slots", {}),
+                                  "context": bool(intent.get("context_area") or
+                                                  test.get("context"))})
         out[lang] = {"entities": entities, "cases": cases}
     target = Path(__file__).parent.parent / "agent" / "bench" / "data" / "ha_intents_tests.json"
     target.write_text(json.dumps(out, ensure_ascii=False, indent=0) + "\n")
