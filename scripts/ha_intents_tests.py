@@ -38,7 +38,7 @@ def main(root: Path) -> None:
                 for sentence in test.get("sentences", []):
                     cases.append({"file": path.name, "sentence": sentence,
                                   "intent": intent.get("name"), "slots": intent.get("slots", {}),
-                                  "context": bool(intent.get("context_area") or
+                                  "context": bool(intent.get("context") or
                                                   test.get("context"))})
         out[lang] = {"entities": entities, "cases": cases}
     target = Path(__file__).parent.parent / "agent" / "bench" / "data" / "ha_intents_tests.json"

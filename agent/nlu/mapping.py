@@ -63,11 +63,17 @@ def command(entity: Entity, action: str, value: float | None) -> Command | Refus
         return Refusal(f"the {entity.name} cannot {action}: it can {', '.join(entity.actions)}")
     if value is not None and not entity.takes_value(action):
         return Refusal(f"{action} on the {entity.name} takes no value, got {value:g}")
-    if value is None and entity.takes_value(action) and value_required(action):
-        return Refusal(f"{action} on the {entity.name} needs a value: say how much")
+    if value is None and value_required(action, entity.value_actions):
+        return Refusal(f"{action} on the {entity.name} needs a value: say how much, for example "
+                       f"'{action} the {entity.name} to {_example(entity):g}'")
     if value is not None and not entity.in_range(value):
         return Refusal(command_range(entity, value))
     return Command(entity.device, entity.actuator, action, value)
+
+
+def _example(entity: Entity) -> float:
+    lo, hi = entity.value_min or 0.0, entity.value_max if entity.value_max is not None else 100.0
+    return round((lo + hi) / 2)
 
 
 def command_range(entity: Entity, value: float) -> str:

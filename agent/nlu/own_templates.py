@@ -23,6 +23,7 @@ _EN: dict[str, Any] = {
         "EdgeClimateMode": {"data": [
             {"sentences": [
                 "{climate_mode:mode} [<the>] {name} [to {temperature}DEG]",
+                "{climate_mode:mode} [[it] (with|using)] [<the>] {name} [to {temperature}DEG]",
                 "{climate_mode:mode} [<the>] {area} [to {temperature}DEG]",
                 "(set|put|switch|turn) [<the>] {name} to {climate_mode:mode} [(at|to) "
                 "{temperature}DEG]",

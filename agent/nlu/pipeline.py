@@ -64,7 +64,8 @@ class Understander:
         hits = self.templates.match(text, lang)
         if not hits:
             return None
-        named = [h for h in hits if isinstance(h.slots.get("name"), str)]
+        # a template may fix name to a word of its own ("all"): only our keys name an entity
+        named = [h for h in hits if h.slots.get("name") in self.by_key]
         keys = {h.slots["name"] for h in named}
         if len(keys) > 1:
             return ambiguity([self.by_key[k] for k in sorted(keys)], lang)

@@ -37,6 +37,8 @@ def value_actions(actions: list[str], listed: list[str] | None) -> list[str]:
     )
 
 
-def value_required(action: str) -> bool:
-    """A quantity action needs its number; a setpoint action or a level "on" may omit it."""
-    return action in QUANTITY_ACTIONS
+def value_required(action: str, takes: tuple[str, ...] | list[str]) -> bool:
+    """A quantity action the range belongs to (brightness, setpoint, ...) needs its number; a
+    setpoint action (cool, heat) may omit it (the device keeps its setpoint; null on the wire);
+    on/off/open/close/lock/unlock never need one."""
+    return action in takes and action in QUANTITY_ACTIONS
