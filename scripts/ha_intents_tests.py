@@ -1,7 +1,10 @@
 """Extract Home Assistant's own test sentences (github.com/home-assistant/intents, tests/<lang>/,
 CC BY 4.0) for the intents the agent supports into agent/bench/data/ha_intents_tests.json.
 
-Usage: python scripts/ha_intents_tests.py <path to a checkout of home-assistant/intents>
+Usage: python scripts/ha_intents_tests.py <checkout of home-assistant/intents> "<commit, date>"
+
+Use the checkout of the release that matches the installed home-assistant-intents: the tests of
+another release measure sentences its templates were not written for.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ def wanted(path: Path) -> bool:
 
 
 def main(root: Path) -> None:
-    out = {"source": "https://github.com/home-assistant/intents tests/ (CC BY 4.0)"}
+    out: dict[str, object] = {
+        "source": "https://github.com/home-assistant/intents tests/ (CC BY 4.0)",
+        "snapshot": sys.argv[2] if len(sys.argv) > 2 else "unknown",
+    }
     for folder, lang in LANGS.items():
         fixtures = yaml.safe_load((root / "tests" / folder / "_fixtures.yaml").read_text())
         areas = {a["id"]: a["name"] for a in fixtures.get("areas", [])}

@@ -184,6 +184,11 @@ def run_bench(echo: Echo, languages: Iterable[str] = LANGUAGES) -> list[Row]:
     rows.append(measure("(b) issue 13 requests", home,
                         [(t, None if w == "model" else w) for t, w in ISSUE_REQUESTS]))
     rows.append(measure("(c) adversarial", home, [(t, "refuse") for t in ADVERSARIAL]))
+    from importlib.metadata import version
+
+    snapshot = json.loads(DATA.read_text(encoding="utf-8")).get("snapshot", "unknown")
+    echo(f"templates: home-assistant-intents {version('home-assistant-intents')}, hassil "
+         f"{version('hassil')}; (a) test sentences: home-assistant/intents {snapshot}")
     echo(f"{'set':26} {'n':>5} {'exact':>7} {'wrong':>6} {'refused':>8} {'model':>6} "
          f"{'p50 ms':>7} {'p95 ms':>7}")
     for row in rows:
