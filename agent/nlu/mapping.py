@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from agent.nlu.entities import Entity
 from agent.nlu.polarity import polarity
 from agent.nlu.questions import did_you_mean, heat_or_cool
@@ -12,6 +14,7 @@ from agent.nlu.values import value_required
 _ON = {"lock": "lock", "cover": "open", "valve": "open"}
 _OFF = {"lock": "unlock", "cover": "close", "valve": "close"}
 _SETPOINT = ("setpoint", "temperature")
+_CJK = re.compile(r"[\u3400-\u9fff]")
 Mapped = Match | Ambiguity | Refusal
 
 
@@ -93,7 +96,8 @@ def map_hit(hit: Hit, entities: dict[str, Entity], text: str, lang: str, layer: 
         if action is None:
             if value is not None and not entity.in_range(value):
                 return Refusal(command_range(entity, value), lang)
-            return Ambiguity((entity.name,), heat_or_cool(entity.name, value, lang), lang)
+            name = label_for(entity, lang)
+            return Ambiguity((entity.name,), heat_or_cool(name, value, lang), lang)
         result = command(entity, action, value)
         (commands if isinstance(result, Command) else refusals).append(result)  # type: ignore[arg-type]
     if not commands:
@@ -103,4 +107,12 @@ def map_hit(hit: Hit, entities: dict[str, Entity], text: str, lang: str, layer: 
 
 def ambiguity(entities: list[Entity], lang: str) -> Ambiguity:
     labels = sorted({e.name for e in entities})
-    return Ambiguity(tuple(labels), did_you_mean(labels, lang), lang)
+    spoken = sorted({label_for(e, lang) for e in entities})
+    return Ambiguity(tuple(labels), did_you_mean(spoken, lang), lang)
+
+
+def label_for(entity: Entity, lang: str) -> str:
+    """The name to use in a reply: one written in Chinese script for a Chinese request."""
+    if lang.startswith(("zh", "ja")):
+        return next((n for n in entity.names if _CJK.search(n)), entity.name)
+    return entity.name
