@@ -64,12 +64,12 @@ class Row:
         got = _label(outcome)
         if isinstance(outcome, NoMatch):
             self.model += 1
-        elif expected is not None and got == expected:
+            return
+        self.refused += not isinstance(outcome, Match)  # refused or asked, right or not
+        if expected is not None and got == expected:
             self.exact += 1
         elif isinstance(outcome, Match):
             self.wrong += 1
-        else:
-            self.refused += 1
 
     def line(self) -> str:
         pct = 100 * self.exact / self.n if self.n else 0.0

@@ -10,7 +10,7 @@ from agent.nlu import fuzzy
 from agent.nlu.config import IntentsConfig
 from agent.nlu.entities import Entity, entities_from
 from agent.nlu.guard import refusal_reason
-from agent.nlu.mapping import Mapped, ambiguity, map_hit
+from agent.nlu.mapping import Mapped, ambiguity, command_range, map_hit
 from agent.nlu.normalise import Normalised, normalise
 from agent.nlu.polarity import polarity
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
@@ -96,6 +96,14 @@ class Understander:
                     return outcome
         return None
 
-    def _no_match(self, said: Normalised, lang: str) -> NoMatch:
+    def _no_match(self, said: Normalised, lang: str) -> NoMatch | Refusal:
+        """The model's turn, unless no answer it could give would pass ``check_answer``."""
         candidates = fuzzy.mentioned(said.text, self.entities, self.config.fuzzy_min)
+        if not candidates:
+            known = ", ".join(e.name for e in self.entities[:8])
+            return Refusal(f"no device here answers to that; the devices are: {known}", lang)
+        ranged = [e for e in candidates if e.value_actions]
+        if said.numbers and ranged and not any(e.in_range(n) for e in ranged
+                                               for n in said.numbers):
+            return Refusal(command_range(ranged[0], said.numbers[0]), lang)
         return NoMatch(said.text, lang, tuple(candidates), said.numbers, polarity(said.text))
