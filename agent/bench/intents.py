@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.nlu.config import IntentsConfig, template_language
-from agent.nlu.examples import ISSUE_ACTUATORS, ISSUE_REQUESTS
+from agent.nlu.examples import GENERATED_VERBS, ISSUE_ACTUATORS, ISSUE_REQUESTS
 from agent.nlu.pipeline import Understander
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome
 
@@ -153,13 +153,11 @@ def ha_rows(languages: Iterable[str]) -> list[Row]:
 
 
 def generated_cases() -> list[tuple[str, str | None]]:
-    from agent.bench.decide import VERBS  # the project's generated phrasings
-
     cases: list[tuple[str, str | None]] = []
     for act in ISSUE_ACTUATORS:
         key = f"{act['device']}/{act['actuator']}"
         for action in act["actions"]:
-            for template in VERBS.get(action, []):
+            for template in GENERATED_VERBS.get(action, []):
                 for name in [act["name"], *act["aliases"][:1]]:
                     cases.append((template.format(n=name), f"{key}={action}"))
     return cases
