@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rapidfuzz import fuzz
 
 from agent.nlu.entities import Entity
@@ -25,10 +27,17 @@ def closest(spoken: str, entities: list[Entity], min_score: float, margin: float
 
 
 def mentioned(text: str, entities: list[Entity], min_score: float) -> list[Entity]:
-    """Entities some part of the text names, for the model's candidates."""
+    """Entities some part of the text names (or whose area it names), for the model."""
     said = text.lower()
-    return [e for e in entities
-            if max(fuzz.partial_ratio(n.lower(), said) for n in e.names) >= min_score]
+    named = [e for e in entities
+             if max(fuzz.partial_ratio(n.lower(), said) for n in e.names) >= min_score]
+    return named or [e for e in entities if any(_says(said, a) for a in e.areas)]
+
+
+def _says(text: str, phrase: str) -> bool:
+    if phrase.isascii():
+        return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
+    return phrase in text
 
 
 def spoken_name(entity: Entity, spoken: str) -> str:
