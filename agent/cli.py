@@ -798,6 +798,26 @@ def bench_decide(config: str | None, situations: int, runs: int, policies: tuple
         raise SystemExit(EXIT_FAILURE) from None
 
 
+@bench.command("intents")
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    help="Template language to measure (repeatable; default: en, de, zh-CN).",
+)
+def bench_intents(languages: tuple[str, ...]) -> None:
+    """Requests understood without a model: Home Assistant's test sentences per language, the
+    generated set, adversarial requests; exact, wrong, refused, to the model, latency, memory."""
+    from agent.bench.intents import LANGUAGES, run_bench
+
+    setup_logging("WARNING")
+    try:
+        run_bench(click.echo, languages or LANGUAGES)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+
+
 @cli.command()
 @click.option(
     "-c",

@@ -273,6 +273,7 @@ class SecuritySection(_Section):
 class ValueRange(_Section):
     min: float
     max: float
+    actions: list[TopicWord] | None = None  # the actions the range belongs to (see value_actions)
 
     @model_validator(mode="after")
     def _order(self) -> ValueRange:
@@ -301,6 +302,14 @@ class ActuatorConfig(_Section):
     value: ValueRange | None = None
     respond: Respond | None = None
     confirm: bool | None = None  # intents must name the action outright (default: locks, valves)
+
+    @model_validator(mode="after")
+    def _value(self) -> ActuatorConfig:
+        from agent.nlu.values import value_actions  # pure: no template data is loaded
+
+        if self.value is not None:
+            value_actions(list(self.actions), self.value.actions)  # ValueError says how to fix
+        return self
 
     @model_validator(mode="after")
     def _respond(self) -> ActuatorConfig:
