@@ -4,6 +4,11 @@ Messages arrive on paho's network thread and are handed on at once (``on_message
 enqueue). QoS 1 messages are acknowledged by :meth:`MqttClient.ack` once the caller has
 committed them; an acknowledgement for a message received on an earlier connection is
 dropped, because the broker redelivers it and its packet id may since have been reused.
+
+With MQTT 5 the client announces on CONNECT how much it takes: Receive Maximum (how many
+QoS 1 messages may wait for our acknowledgement) and Maximum Packet Size (the broker drops,
+rather than sends, anything larger). MQTT 3.1.1 has neither: there the broker's own
+``max_inflight_messages`` and ``message_size_limit`` are the bounds.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ from agent.config import MqttSection
 from agent.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+PACKET_OVERHEAD = 4096  # fixed header, topic and properties around the largest payload taken
+
+
+def packet_limit(cfg: MqttSection, largest_payload: int = 0) -> int:
+    """The Maximum Packet Size to announce: ``mqtt.max_packet_bytes`` if set, else room for
+    the largest payload this client takes (at least ``mqtt.max_payload_bytes``)."""
+    if cfg.max_packet_bytes is not None:
+        return cfg.max_packet_bytes
+    return max(cfg.max_payload_bytes, largest_payload) + PACKET_OVERHEAD
 
 
 class Message(NamedTuple):  # built on paho's network thread for every message: keep it cheap
@@ -59,8 +74,10 @@ class MqttClient:
         on_connect: Callable[[], None] | None = None,
         manual_ack: bool = True,
         extra_filters: Sequence[str] = (),
+        max_packet: int | None = None,
     ) -> None:
         self.cfg = cfg
+        self.max_packet = max_packet  # None: no limit announced
         self.filters = [*cfg.topic_filters, *extra_filters]
         self._on_message = on_message
         self._on_connect_cb = on_connect
@@ -110,6 +127,8 @@ class MqttClient:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = int(self.cfg.session_expiry)
             props.ReceiveMaximum = self.cfg.receive_maximum
+            if self.max_packet is not None:
+                props.MaximumPacketSize = self.max_packet
         try:
             self._client.connect_async(
                 self.cfg.host,
