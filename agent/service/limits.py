@@ -16,6 +16,7 @@ from agent.service import modelupdate
 
 PEER_MESSAGE = 64 << 10  # status, results, group outcomes: a few KB of JSON
 FEDERATION_MESSAGE = 4 << 20  # a round: head weights and standardisation of up to ~8k dims
+PROBE_AFTER = 10.0  # the least time a probe of the inbound path is given to come back
 
 
 def largest_payload(config: Config, *, model_updates: bool) -> int:

@@ -117,6 +117,7 @@ class Agent:
             + ([self.topic_ha_status] if config.homeassistant.discovery else [])
             + update_filters,
             max_packet=limits.max_packet(config, model_updates=bool(update_filters)),
+            probe_topic=f"{self.prefix}/agents/{self.id}/probe",
         )
         # status and heartbeat on an executor of their own: no flood of jobs can starve them
         self.scheduler = BackgroundScheduler(
@@ -310,6 +311,7 @@ class Agent:
             "readings_total": self.ingestor.rows_total,
             "rejected_total": self.ingestor.counters.rejected,
             "dropped_total": self.ingestor.counters.dropped + self.states_ignored,
+            "inbound_stalls": self.mqtt.stalls if hasattr(self, "mqtt") else 0,
             "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
             "groups": self.peers.groups if hasattr(self, "peers") else [],
@@ -324,6 +326,7 @@ class Agent:
         }
 
     def publish_status(self) -> None:
+        self.mqtt.probe(max(limits.PROBE_AFTER, 3 * self.config.agent.status_interval))
         state = "offline" if self._stopping.is_set() else "online"
         self.mqtt.publish(self.topic_status, dumps(self._status(state)), qos=1, retain=True)
 
