@@ -174,7 +174,7 @@ def test_a_qos0_flood_faster_than_ingest_is_dropped_not_queued(
     # one commit per reading (batch_size 1, synchronous full): ingest far slower than the wire
     watch = collector_factory(broker.port, STATUS)
     agent = start(tmp_path, broker, agent_factory, watch,
-                  storage__batch_size=1, mqtt__queue_limit=500)
+                  storage__batch_size=1)
     before = rss(agent)
     pad = "x" * 3500  # valid readings just under max_payload_bytes (4096)
     with peak_rss(agent) as peak:
