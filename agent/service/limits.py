@@ -34,3 +34,14 @@ def largest_payload(config: Config, *, model_updates: bool) -> int:
 def max_packet(config: Config, *, model_updates: bool) -> int:
     """The Maximum Packet Size the agent announces on connect."""
     return packet_limit(config.mqtt, largest_payload(config, model_updates=model_updates))
+
+
+def describe(config: Config, max_packet: int | None) -> str:
+    """The limits in force, for the log at start (and what to set to tighten them)."""
+    m, s = config.mqtt, config.sensors
+    packet = "not announced (MQTT 3.1.1)" if m.protocol != "5" else f"{max_packet} bytes"
+    strict = ("only the quantities under sensors:" if s.strict else
+              "any quantity name (set sensors.strict: true to take only those under sensors:)")
+    return (f"limits: MQTT 5 Maximum Packet Size {packet}, receive maximum {m.receive_maximum}, "
+            f"ingest queue {m.queue_limit}; series: {s.max_series_per_device} per device, "
+            f"{s.max_series} in all, {strict}")

@@ -166,7 +166,7 @@ class Agent:
             self.ingestor.rows_total,
             ", ".join(self.config.mqtt.topic_filters),
         )
-        self._log_limits()
+        log.info("%s", limits.describe(self.config, self.mqtt.max_packet))
 
     def stop(self) -> None:
         """Stop taking work, commit and acknowledge what is in hand, go offline, disconnect."""
@@ -284,21 +284,6 @@ class Agent:
 
     def _report_rejection(self, msg: Message, reason: str) -> None:
         self.errors.report(msg.topic, reason, excerpt(msg.payload))
-
-    def _log_limits(self) -> None:
-        m, s = self.config.mqtt, self.config.sensors
-        log.info(
-            "limits: MQTT 5 Maximum Packet Size %s, receive maximum %d, ingest queue %d; "
-            "series: %d per device, %d in all%s",
-            "not announced (MQTT 3.1.1)" if m.protocol != "5" else f"{self.mqtt.max_packet} bytes",
-            m.receive_maximum,
-            m.queue_limit,
-            s.max_series_per_device,
-            s.max_series,
-            "; only configured quantities" if s.strict else
-            "; any quantity name is taken (set sensors.strict: true to take only those under "
-            "sensors:)",
-        )
 
     def _status(self, state: str) -> dict[str, Any]:
         return {
