@@ -10,8 +10,9 @@ import math
 import os
 import re
 import socket
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import (
@@ -138,10 +139,22 @@ class MqttSection(_Section):
     tls: TlsSection = TlsSection()
     subscriptions: list[str] | None = None
     max_payload_bytes: int = Field(default=4096, ge=16)
+    # MQTT 5 Maximum Packet Size announced on connect; null: derived from what the agent takes
+    max_packet_bytes: Size | None = None
+    # readings waiting for the ingest thread; QoS 0 beyond it is dropped (QoS 1 is bounded by
+    # receive_maximum, since it is acknowledged only after its commit)
+    queue_limit: int = Field(default=2000, ge=10, le=1_000_000)
     keepalive: Duration = 30.0
     session_expiry: Duration = 7 * 86400.0
     receive_maximum: int = Field(default=200, ge=1, le=65535)
     reconnect: ReconnectSection = ReconnectSection()
+
+    @field_validator("max_packet_bytes")
+    @classmethod
+    def _packet(cls, value: int | None) -> int | None:
+        if value is not None and not 1024 <= value <= 268_435_455:
+            raise ValueError(f"max_packet_bytes must be between 1KiB and 256MiB, got {value}")
+        return value
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -224,6 +237,54 @@ class SensorConfig(_Section):
         if value is not None and not known_unit(value):
             raise ValueError(f"unknown unit {value!r}")
         return value
+
+
+class SensorsSection(BaseModel):
+    """``sensors:``: settings per quantity (any key that names a quantity) and the limits on
+    the series the wire may create: ``strict`` refuses quantities not configured here;
+    ``max_series_per_device`` and ``max_series`` cap how many series new names can make.
+
+    Read like a mapping of quantity -> :class:`SensorConfig` (``get``, ``[]``, ``in``,
+    ``items``, iteration over the quantity names)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[TopicWord, SensorConfig] = Field(init=False)
+
+    strict: bool = False
+    max_series_per_device: int = Field(default=32, ge=1, le=100_000)
+    max_series: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @property
+    def kinds(self) -> dict[str, SensorConfig]:
+        return self.__pydantic_extra__ or {}
+
+    @overload
+    def get(self, quantity: str) -> SensorConfig | None: ...
+    @overload
+    def get(self, quantity: str, default: SensorConfig) -> SensorConfig: ...
+    def get(self, quantity: str, default: SensorConfig | None = None) -> SensorConfig | None:
+        return self.kinds.get(quantity, default)
+
+    def __getitem__(self, quantity: str) -> SensorConfig:
+        return self.kinds[quantity]
+
+    def __contains__(self, quantity: object) -> bool:
+        return quantity in self.kinds
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # a mapping, not a model
+        return iter(self.kinds)
+
+    def keys(self) -> KeysView[str]:
+        return self.kinds.keys()
+
+    def values(self) -> ValuesView[SensorConfig]:
+        return self.kinds.values()
+
+    def items(self) -> ItemsView[str, SensorConfig]:
+        return self.kinds.items()
 
 
 class FeaturesSection(_Section):
@@ -468,7 +529,7 @@ class InterlockConfig(_Section):
 class Config(_Section):
     agent: AgentSection = AgentSection()
     mqtt: MqttSection = MqttSection()
-    sensors: dict[TopicWord, SensorConfig] = Field(default_factory=dict)
+    sensors: SensorsSection = SensorsSection()
     features: FeaturesSection = FeaturesSection()
     storage: StorageSection = StorageSection()
     model: ModelSection = ModelSection()

@@ -3,23 +3,33 @@
 An :class:`Actuator` holds no connection: whoever owns the MQTT client hands it each payload
 that arrives on :attr:`Actuator.topic_set` and publishes :meth:`Actuator.state_payload`
 (retained) on :attr:`Actuator.topic_state` when :meth:`Actuator.handle` accepts a command.
+
+Nonces outlive a restart: with a ``state_dir`` an actuator keeps them in a file there
+(:mod:`firmware_sim.nonces`); without one, or with its file lost, it refuses every command
+made before it booted, since it cannot know whether it applied it already.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.policy.signing import REJECTIONS, NonceMemory, check_command, parse_command
+from firmware_sim.nonces import StoredNonces
 from firmware_sim.physics import Controls
+
+log = logging.getLogger(__name__)
 
 #: Reasons :meth:`Actuator.handle` gives on top of :func:`check_command`'s.
 UNKNOWN_ACTION, OUT_OF_RANGE, WRONG_DEVICE = "unknown action", "out of range", "wrong device"
-REASONS = (*REJECTIONS, WRONG_DEVICE, UNKNOWN_ACTION, OUT_OF_RANGE)
+BEFORE_BOOT, NO_MEMORY = "made before boot", "cannot keep its nonce"
+REASONS = (*REJECTIONS, WRONG_DEVICE, UNKNOWN_ACTION, OUT_OF_RANGE, BEFORE_BOOT, NO_MEMORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +149,14 @@ class Actuator:
         controls: Controls | None = None,
         clock: Callable[[], float] = time.time,
         nonces: NonceMemory | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.spec = spec
         self.key = key
         self.controls = controls if controls is not None else Controls()
         self.clock = clock
-        self.nonces = nonces if nonces is not None else NonceMemory()
+        path = None if state_dir is None else state_dir / f"{spec.device}-{spec.actuator}.nonces"
+        self.nonces = nonces if nonces is not None else StoredNonces(path, clock())
         self.topic_set = f"{prefix}/actuators/{spec.device}/{spec.actuator}/set"
         self.topic_state = f"{prefix}/actuators/{spec.device}/{spec.actuator}/state"
         self.accepted = 0
@@ -161,7 +173,7 @@ class Actuator:
         reason = check_command(payload, self.key, self.clock(), self.nonces)
         command = parse_command(payload) if reason is None else None
         if command is not None:
-            reason = self._refusal(command)
+            reason = self._refusal(command) or self._remember()
         if reason is not None or command is None:
             self.rejected[reason or "malformed"] += 1
             return reason or "malformed"
@@ -173,11 +185,27 @@ class Actuator:
     def _refusal(self, command: Mapping[str, object]) -> str | None:
         if (command["device"], command["actuator"]) != (self.spec.device, self.spec.actuator):
             return WRONG_DEVICE
+        ts = command["ts"]
+        floor = getattr(self.nonces, "floor", None)
+        if floor is not None and isinstance(ts, (int, float)) and ts < floor:
+            return BEFORE_BOOT
         if command["action"] not in self.spec.kind.actions:
             return UNKNOWN_ACTION
         value = command["value"]
         if value is not None and valid_value(value, self.spec.value_range) is None:
             return OUT_OF_RANGE
+        return None
+
+    def _remember(self) -> str | None:
+        """Keep the nonce before acting on the command: a crash after acting cannot let it
+        replay."""
+        if not isinstance(self.nonces, StoredNonces):
+            return None
+        try:
+            self.nonces.save(self.clock())
+        except OSError as exc:
+            log.error("%s: cannot keep the nonce memory: %s; command refused", self.spec.key, exc)
+            return NO_MEMORY
         return None
 
     def override(self, action: str, value: float | None = None) -> None:

@@ -117,6 +117,12 @@ BUNDLED = ", ".join(p.stem for p in bundled_scenarios())
 @click.option("--prefix", default="edge", show_default=True, help="Topic prefix.")
 @click.option("--seed", type=int, help="Override the scenario's random seed.")
 @click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the actuators keep their nonce memory across restarts (default: none; they "
+    "then refuse commands made before they started).",
+)
+@click.option(
     "--progress",
     "progress_every",
     type=float,
@@ -132,6 +138,7 @@ def run(
     key_file: Path | None,
     prefix: str,
     seed: int | None,
+    state_dir: Path | None,
     progress_every: float,
 ) -> None:
     """Simulate a home from a scenario: rooms, sensors and signed actuators on the broker.
@@ -159,6 +166,7 @@ def run(
         prefix=prefix,
         speed=speed,
         seed=seed,
+        state_dir=state_dir,
     )
     seconds = duration if duration is not None else parsed.duration / speed
     try:

@@ -207,7 +207,8 @@ class House:
 
     ``key`` is the shared command key (SPEC 4); ``speed`` is simulated seconds per real
     second; ``seed`` overrides the scenario's; ``wall_clock`` stamps readings, states and
-    judges command expiry.
+    judges command expiry; ``state_dir`` keeps the actuators' nonce memory across restarts
+    (without it, an actuator refuses commands made before it started).
     """
 
     def __init__(
@@ -221,6 +222,7 @@ class House:
         speed: float = 60.0,
         seed: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
     ) -> None:
         if not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a positive number, got {speed}")
@@ -235,7 +237,8 @@ class House:
         self.room_of: dict[str, str] = {}  # "device/actuator" -> room
         for room, spec in scenario.actuator_specs().values():
             controls = self.world.rooms[room].controls
-            act = Actuator(spec, key, prefix=prefix, controls=controls, clock=wall_clock)
+            act = Actuator(spec, key, prefix=prefix, controls=controls, clock=wall_clock,
+                           state_dir=state_dir)
             self.actuators[spec.key] = act
             self.room_of[spec.key] = room
         self._by_topic = {a.topic_set: a for a in self.actuators.values()}
@@ -274,6 +277,7 @@ class House:
         speed: float = 60.0,
         seed: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
     ) -> House:
         """A house from a scenario file, a bare bundled name (``"heatwave"``), or a mapping;
         raises :class:`~firmware_sim.scenario.ScenarioError` listing every problem."""
@@ -286,6 +290,7 @@ class House:
             speed=speed,
             seed=seed,
             wall_clock=wall_clock,
+            state_dir=state_dir,
         )
 
     def _build_world(self) -> World:

@@ -98,3 +98,37 @@ def test_the_digest_covers_the_whole_message() -> None:
 def test_a_part_size_with_no_room_is_refused() -> None:
     with pytest.raises(AgentError, match="no room"):
         fragments.split(b"x", fragments.HEADER.size)
+
+
+def test_one_pending_message_larger_than_the_cap_is_dropped_and_counted() -> None:
+    # the attack: one message announces many parts and never completes; every part is kept
+    r = fragments.Reassembler(max_bytes=10_000)
+    parts = fragments.split(b"y" * 100_000, 1000)
+    for i, part in enumerate(parts[:-1]):
+        assert r.add(f"t/part/{i}", part) is None
+    assert (r.pending, r.dropped) == (0, 1), "one message over the cap is held, not dropped"
+    assert r.held_bytes == 0
+
+
+def test_a_message_that_grows_past_the_cap_is_dropped_when_it_does() -> None:
+    r = fragments.Reassembler(max_bytes=10_000)
+    parts = fragments.split(b"v" * 100_000, 1000)
+    assert r.add(f"t/part/{len(parts) - 1}", parts[-1]) is None  # the short last part first
+    for i in range(20):  # the last part tells nothing of the total: the held bytes add up
+        r.add(f"t/part/{i}", parts[i])
+    assert (r.pending, r.dropped, r.held_bytes) == (0, 1, 0)
+
+
+def test_a_message_that_announces_more_than_the_cap_is_refused_at_its_first_part() -> None:
+    r = fragments.Reassembler(max_bytes=10_000)
+    parts = fragments.split(b"z" * 100_000, 1000)
+    assert r.add("t/part/0", parts[0]) is None
+    assert r.pending == 0 and r.dropped == 1
+
+
+def test_a_message_inside_the_cap_still_comes_together() -> None:
+    r = fragments.Reassembler(max_bytes=10_000)
+    payload = b"w" * 9_000
+    parts = fragments.split(payload, 1000)
+    results = [r.add(f"t/part/{i}", p) for i, p in enumerate(parts)]
+    assert results[-1] == payload and r.dropped == 0 and r.held_bytes == 0

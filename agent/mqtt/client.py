@@ -4,11 +4,26 @@ Messages arrive on paho's network thread and are handed on at once (``on_message
 enqueue). QoS 1 messages are acknowledged by :meth:`MqttClient.ack` once the caller has
 committed them; an acknowledgement for a message received on an earlier connection is
 dropped, because the broker redelivers it and its packet id may since have been reused.
+
+With MQTT 5 the client announces on CONNECT how much it takes: Receive Maximum (how many
+QoS 1 messages may wait for our acknowledgement) and Maximum Packet Size (the broker drops,
+rather than sends, anything larger). MQTT 3.1.1 has neither: there the broker's own
+``max_inflight_messages`` and ``message_size_limit`` are the bounds.
+
+Mosquitto 2.0 counts a QoS 1 message it drops as too large against the Receive Maximum and
+never gives the slot back: ``receive_maximum`` such messages stop all QoS 1 delivery to us
+until we reconnect. :meth:`MqttClient.probe` finds that out: it sends itself a QoS 1 message
+now and then, and if one does not come back while fewer than ``receive_maximum`` messages
+wait for our acknowledgement, the broker is stuck and the client reconnects (which resets the
+window). It judges only once a probe has come back at all, so a broker that does not let the
+probe through (an ACL) never makes it reconnect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -27,6 +42,16 @@ from agent.config import MqttSection
 from agent.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+PACKET_OVERHEAD = 4096  # fixed header, topic and properties around the largest payload taken
+
+
+def packet_limit(cfg: MqttSection, largest_payload: int = 0) -> int:
+    """The Maximum Packet Size to announce: ``mqtt.max_packet_bytes`` if set, else room for
+    the largest payload this client takes (at least ``mqtt.max_payload_bytes``)."""
+    if cfg.max_packet_bytes is not None:
+        return cfg.max_packet_bytes
+    return max(cfg.max_payload_bytes, largest_payload) + PACKET_OVERHEAD
 
 
 class Message(NamedTuple):  # built on paho's network thread for every message: keep it cheap
@@ -59,9 +84,20 @@ class MqttClient:
         on_connect: Callable[[], None] | None = None,
         manual_ack: bool = True,
         extra_filters: Sequence[str] = (),
+        max_packet: int | None = None,
+        probe_topic: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.filters = [*cfg.topic_filters, *extra_filters]
+        self.max_packet = max_packet  # None: no limit announced
+        self.probe_topic = probe_topic
+        self._manual_ack = manual_ack
+        self._probe: tuple[bytes, float] | None = None  # (payload, sent at) awaiting its echo
+        self._probe_armed = False  # a probe came back once: the broker lets probes through
+        self._probe_count = 0
+        self._unacked = 0  # QoS 1 messages of this connection not acknowledged yet
+        self._count = threading.Lock()
+        self.stalls = 0
+        self.filters = [*cfg.topic_filters, *extra_filters, *([probe_topic] if probe_topic else [])]
         self._on_message = on_message
         self._on_connect_cb = on_connect
         self._v5 = cfg.protocol == "5"
@@ -110,6 +146,8 @@ class MqttClient:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = int(self.cfg.session_expiry)
             props.ReceiveMaximum = self.cfg.receive_maximum
+            if self.max_packet is not None:
+                props.MaximumPacketSize = self.max_packet
         try:
             self._client.connect_async(
                 self.cfg.host,
@@ -142,7 +180,44 @@ class MqttClient:
 
     def ack(self, msg: Message) -> None:
         if msg.qos > 0 and msg.generation == self._generation:
+            with self._count:
+                self._unacked -= 1
             self._client.ack(msg.mid, msg.qos)
+
+    def probe(self, timeout: float) -> bool:
+        """Send a probe, or judge the last one: False if it did not come back within
+        ``timeout`` seconds although our window had room (then the client reconnects)."""
+        if self.probe_topic is None or not self.connected:
+            return True
+        now = time.monotonic()
+        pending = self._probe
+        if pending is not None and now - pending[1] < timeout:
+            return True
+        if pending is not None and self._probe_armed and self._unacked < self.cfg.receive_maximum:
+            self.stalls += 1
+            log.warning(
+                "no QoS 1 message reached us for %.0fs although %d of %d slots were free: the "
+                "broker's window is stuck (Mosquitto 2.0 and messages over our Maximum Packet "
+                "Size?); reconnecting",
+                now - pending[1],
+                self.cfg.receive_maximum - self._unacked,
+                self.cfg.receive_maximum,
+            )
+            self._probe = None
+            self._drop_connection()
+            return False
+        self._probe_count += 1
+        payload = str(self._probe_count).encode()
+        self._probe = (payload, now)
+        self._client.publish(self.probe_topic, payload, qos=1)
+        return True
+
+    def _drop_connection(self) -> None:
+        """End the connection as if the network had: paho reconnects, the session stays."""
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):  # plain or TLS (ssl.SSLSocket is one too)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
@@ -182,6 +257,9 @@ class MqttClient:
             log.error("%s (%s:%d)", self.last_error, self.cfg.host, self.cfg.port)
             return
         self._generation += 1
+        with self._count:
+            self._unacked = 0
+        self._probe = None
         log.info(
             "connected to %s:%d (MQTT %s, session %s)",
             self.cfg.host,
@@ -222,6 +300,17 @@ class MqttClient:
     def _handle_message(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
+        if message.topic == self.probe_topic:
+            if message.qos > 0 and self._manual_ack:
+                client.ack(message.mid, message.qos)
+            pending = self._probe
+            if pending is not None and message.payload == pending[0]:
+                self._probe = None
+                self._probe_armed = True
+            return
+        if message.qos > 0:
+            with self._count:
+                self._unacked += 1
         self._on_message(
             Message(
                 message.topic,

@@ -8,7 +8,9 @@ Extension of SPEC (compatible: new topics only). A message for topic ``T`` that 
 Short messages go on ``T`` unchanged, so a receiver subscribes to ``T`` and ``T/part/+``.
 The receiver keeps parts by the digest until all ``n`` arrived, checks the digest of the
 whole, and hands it on as if it had come on ``T``; parts of a message that never completes are
-dropped oldest first once ``max_pending`` messages or ``max_bytes`` are held. A retained
+dropped oldest first once ``max_pending`` messages or ``max_bytes`` are held. ``max_bytes``
+holds for one message too: a message that announces (or grows to) more than that is dropped
+and counted, and its later parts are ignored. A retained
 message in parts leaves its parts retained; the now stale whole message on ``T`` is cleared.
 
 128 KiB parts suit the strictest brokers in use (AWS IoT Core: 128 KB a message); Mosquitto
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,10 +85,14 @@ def base_topic(topic: str) -> str | None:
 class _Pending:
     count: int
     parts: dict[int, bytes] = field(default_factory=dict)
+    size: int = 0
 
-    @property
-    def size(self) -> int:
-        return sum(len(p) for p in self.parts.values())
+    def put(self, index: int, data: bytes) -> int:
+        """Keep part ``index``; how many bytes more are held."""
+        before = len(self.parts.get(index, b""))
+        self.parts[index] = data
+        self.size += len(data) - before
+        return len(data) - before
 
 
 class Reassembler:
@@ -96,6 +102,8 @@ class Reassembler:
         self.max_bytes = max_bytes
         self.max_pending = max_pending
         self._pending: OrderedDict[tuple[str, bytes], _Pending] = OrderedDict()
+        self._refused: deque[tuple[str, bytes]] = deque(maxlen=max(16, max_pending))
+        self.held_bytes = 0
         self.dropped = 0
 
     def add(self, topic: str, payload: bytes) -> bytes | None:
@@ -111,26 +119,48 @@ class Reassembler:
         if topic != f"{base}/part/{index}":
             raise AgentError(f"part {index} arrived on {topic}")
         key = (base, digest)
+        if key in self._refused:
+            return None
+        body = payload[HEADER.size :]
         pending = self._pending.get(key)
         if pending is None:
+            # every part but the last is full, so a non-last part tells the least total size
+            if index < count - 1 and len(body) * (count - 1) >= self.max_bytes:
+                self._refuse(key)
+                return None
             pending = self._pending[key] = _Pending(count)
         elif pending.count != count:
             raise AgentError(f"part on {topic}: {count} parts, earlier parts said {pending.count}")
-        pending.parts[index] = payload[HEADER.size :]
+        self.held_bytes += pending.put(index, body)
+        if pending.size > self.max_bytes:
+            self._refuse(key)
+            return None
         if len(pending.parts) < count:
             self._bound()
             return None
-        del self._pending[key]
+        self._forget(key)
         whole = b"".join(pending.parts[i] for i in range(count))
         if hashlib.sha256(whole).digest() != digest:
             raise AgentError(f"message in parts on {base}: digest does not match; dropped")
         return whole
 
+    def _forget(self, key: tuple[str, bytes]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self.held_bytes -= pending.size
+
+    def _refuse(self, key: tuple[str, bytes]) -> None:
+        """A message larger than ``max_bytes``: drop what is held and ignore its other parts."""
+        self._forget(key)
+        self._refused.append(key)
+        self.dropped += 1
+
     def _bound(self) -> None:
         while len(self._pending) > self.max_pending or (
-            len(self._pending) > 1 and sum(p.size for p in self._pending.values()) > self.max_bytes
+            len(self._pending) > 1 and self.held_bytes > self.max_bytes
         ):
-            self._pending.popitem(last=False)
+            oldest = next(iter(self._pending))
+            self._forget(oldest)
             self.dropped += 1
 
     @property

@@ -6,9 +6,10 @@ queries from any thread through :meth:`Pipeline.features` (the one interface oth
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -21,6 +22,7 @@ from agent.pipeline.parse import Reading
 from agent.pipeline.units import convert
 
 DEDUP_MEMORY = 4096  # recent (seq, ts) keys remembered per series
+MAX_POINTS = 20_000  # points held per series for features: a day-long window at 4 s a point
 SeriesKey = tuple[str, str]
 DedupKey = tuple[int, float | None]
 
@@ -43,8 +45,8 @@ class SeriesState:
     hampel: Hampel | None
     smooth: Callable[[float], float] | None
     stats: RunningStats = field(default_factory=RunningStats)
-    points: deque[tuple[float, float]] = field(default_factory=deque)
-    newest_ts: float = float("-inf")
+    # (ts, value, held_from): held_from is the earlier of ts and the agent's clock on arrival
+    points: deque[tuple[float, float, float]] = field(default_factory=deque)
     last_stored: float | None = None
     seen: set[DedupKey] = field(default_factory=set)
     seen_order: deque[DedupKey] = field(default_factory=deque)
@@ -59,11 +61,17 @@ class SeriesState:
             self.seen.discard(self.seen_order.popleft())
         return True
 
-    def add_point(self, ts: float, value: float) -> None:
-        self.points.append((ts, value))
-        self.newest_ts = max(self.newest_ts, ts)
+    def add_point(self, ts: float, value: float, now: float) -> None:
+        """Hold a point for the feature windows; ``now`` is the agent's clock.
+
+        Pruned by the agent's clock, not by the newest reading: a reading dated a day ahead
+        (SPEC 1 allows it) would otherwise keep every later point for a day. A point is held
+        from the earlier of its ts and its arrival, so each leaves at most ``horizon_s`` after
+        it arrived whatever its ts says."""
+        self.points.append((ts, value, min(ts, now)))
         self.stats.add(value)
-        while self.points and self.points[0][0] < self.newest_ts - self.horizon_s:
+        cutoff = now - self.horizon_s
+        while self.points and (self.points[0][2] < cutoff or len(self.points) > MAX_POINTS):
             self.points.popleft()
 
 
@@ -90,17 +98,43 @@ class Pipeline:
         self.windows = sorted(config.features.windows)
         self._horizon = self.windows[-1]
         self._series: dict[SeriesKey, SeriesState] = {}
+        self._per_device: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def _state(self, key: SeriesKey) -> SeriesState:
+    def _state(self, key: SeriesKey, *, limited: bool = False) -> SeriesState:
+        """The state of a series, made if new; ``limited``: refuse a new series beyond the caps
+        of ``sensors:`` (names from the wire must not grow memory, rows and entities)."""
         state = self._series.get(key)
         if state is None:
+            if limited:
+                self._check_room(key)
             sensor = self._sensors.get(key[1], self._default)
             state = self._series[key] = _state_for(sensor, self._horizon)
+            self._per_device[key[0]] += 1
         return state
+
+    def _check_room(self, key: SeriesKey) -> None:
+        limits = self._sensors
+        if self._per_device[key[0]] >= limits.max_series_per_device:
+            raise RejectedReading(
+                f"device {key[0]} already has {self._per_device[key[0]]} series "
+                f"(sensors.max_series_per_device)",
+                "series-limit",
+            )
+        if len(self._series) >= limits.max_series:
+            raise RejectedReading(
+                f"the agent already holds {len(self._series)} series (sensors.max_series)",
+                "series-limit",
+            )
 
     def convert(self, reading: Reading) -> tuple[float, str | None]:
         """The reading's value in its quantity's canonical unit, checked against its range."""
+        if self._sensors.strict and reading.quantity not in self._sensors:
+            raise RejectedReading(
+                f"quantity {reading.quantity!r} is not configured under sensors: "
+                f"(sensors.strict is on)",
+                "unknown-quantity",
+            )
         sensor = self._sensors.get(reading.quantity, self._default)
         unit = sensor.unit or reading.unit
         value = reading.value
@@ -119,14 +153,14 @@ class Pipeline:
         """Clean one reading; None for a redelivered duplicate; raise RejectedReading if bad."""
         value, unit = self.convert(reading)
         with self._lock:
-            state = self._state((reading.device, reading.quantity))
+            state = self._state((reading.device, reading.quantity), limited=True)
             if reading.seq is not None and not state.remember((reading.seq, reading.sent_ts)):
                 return None
             verdict = state.hampel(value) if state.hampel is not None else None
             clean = verdict.value if verdict is not None else value
             if state.smooth is not None:
                 clean = state.smooth(clean)
-            state.add_point(reading.ts, clean)
+            state.add_point(reading.ts, clean, reading.recv_ts)
             outlier = verdict is not None and verdict.outlier
             # An outlier is always written, so that the cleaning can be audited.
             store = outlier or outside_deadband(state.last_stored, clean, state.sensor.deadband)
@@ -141,13 +175,23 @@ class Pipeline:
             for key in keys:
                 state.remember(key)
 
-    def restore(self, device: str, quantity: str, points: list[tuple[float, float, float]]) -> None:
+    def restore(
+        self,
+        device: str,
+        quantity: str,
+        points: list[tuple[float, float, float]],
+        now: float | None = None,
+    ) -> None:
         """Refill a series from stored ``(ts, value, clean)`` rows (after a restart): the
-        feature window, the outlier window and the smoother continue where they were."""
+        feature window, the outlier window and the smoother continue where they were. ``now``
+        defaults to the newest row's time, or the wall clock if that is later (a row dated
+        ahead)."""
+        newest = max((ts for ts, _, _ in points), default=-math.inf)
+        when = min(newest, time.time()) if now is None else now
         with self._lock:
             state = self._state((device, quantity))
             for ts, value, clean in points:
-                state.add_point(ts, clean)
+                state.add_point(ts, clean, when)
                 if state.hampel is not None:
                     state.hampel.seed(value)
                 if isinstance(state.smooth, MovingMedian):
@@ -167,7 +211,7 @@ class Pipeline:
                 if sensor == old.sensor:
                     continue
                 new = _state_for(sensor, self._horizon)
-                new.points, new.newest_ts, new.stats = old.points, old.newest_ts, old.stats
+                new.points, new.stats = old.points, old.stats
                 new.seen, new.seen_order, new.last_stored = (
                     old.seen,
                     old.seen_order,
@@ -190,7 +234,7 @@ class Pipeline:
             state = self._series.get((device, quantity))
             if state is None:
                 return None
-            points = list(state.points)
+            points = [(t, v) for t, v, _ in state.points]
             unit = state.sensor.unit
         return compute(
             points,

@@ -5,29 +5,39 @@ The network thread only enqueues. This thread takes messages in batches (flushed
 parses and cleans them, commits the batch in one transaction, and only then acknowledges each
 message to the broker. Work for the database from other threads (retention) is queued here
 too, so one thread owns the connection.
+
+The queue is bounded without breaking acknowledge-after-commit. A QoS 1 message is bounded by
+the broker (MQTT 5 Receive Maximum: it sends no more unacknowledged ones than that), so it
+is always queued; a QoS 0 message that finds ``queue_limit`` messages waiting is dropped and
+counted. A payload over ``max_payload_bytes`` is cut to its excerpt on arrival, so a flood of
+large messages holds no more than the excerpts while it waits to be rejected. Only a broker
+that breaks its own receive maximum meets ``hard_limit``: what is over it is acknowledged and
+dropped, counted, rather than held.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.errors import RejectedReading, StorageError
 from agent.mqtt import Message
 from agent.pipeline.core import Pipeline, Processed
-from agent.pipeline.parse import parse_reading
+from agent.pipeline.parse import excerpt, parse_reading
 from agent.storage import Store
 
 log = logging.getLogger(__name__)
 
 IDLE_FLUSH = 0.005  # flush when no message arrived for this long (the broker's window is full)
 RETRY_MAX = 5.0
+DROP_LOG_EVERY = 10.0  # seconds between two warnings about a full queue
 
 
 @dataclass
@@ -40,6 +50,14 @@ class Counters:
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     batches: int = 0
+    dropped: int = 0  # not queued: the queue was full (counted on the network thread)
+
+
+class _Refused(NamedTuple):
+    """A message refused on arrival, waiting in line to be acknowledged and reported."""
+
+    msg: Message
+    why: RejectedReading
 
 
 @dataclass
@@ -65,6 +83,8 @@ class Ingestor:
         on_reject: Callable[[Message, str], None],
         on_stored: Callable[[list[Processed]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        queue_limit: int = 2000,
+        hard_limit: int | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -77,6 +97,11 @@ class Ingestor:
         self._on_stored = on_stored
         self._clock = clock
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.queue_limit = queue_limit
+        self.hard_limit = hard_limit if hard_limit is not None else 4 * queue_limit
+        self._drop_logged = -math.inf
+        self._waiting = 0  # messages in the queue (tasks not counted)
+        self._count = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._stopping = threading.Event()
         self.counters = Counters()
@@ -86,8 +111,43 @@ class Ingestor:
 
     # -- called from other threads -----------------------------------------------------------
 
-    def submit(self, msg: Message) -> None:
-        self._queue.put(msg)
+    def submit(self, msg: Message) -> bool:
+        """Queue a message from the network thread; False if it was dropped (queue full)."""
+        waiting = self._waiting
+        if waiting >= self.hard_limit or (msg.qos == 0 and waiting >= self.queue_limit):
+            self.counters.dropped += 1
+            if msg.qos > 0:  # held, it would hold its slot of the broker's window forever
+                self._ack(msg)
+            self._log_drop(waiting)
+            return False
+        item: object = msg
+        if len(msg.payload) > self.max_payload_bytes:  # hold the excerpt, not the payload
+            item = _Refused(
+                msg._replace(payload=excerpt(msg.payload).encode()),
+                RejectedReading(
+                    f"payload of {len(msg.payload)} bytes exceeds max_payload_bytes "
+                    f"({self.max_payload_bytes})",
+                    "too-large",
+                ),
+            )
+        with self._count:
+            self._waiting += 1
+        self._queue.put(item)
+        return True
+
+    def _log_drop(self, waiting: int) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged >= DROP_LOG_EVERY:
+            self._drop_logged = now
+            log.warning(
+                "ingest queue full (%d messages waiting): dropping messages; %d dropped so far",
+                waiting,
+                self.counters.dropped,
+            )
+
+    def _taken(self, n: int = 1) -> None:
+        with self._count:
+            self._waiting -= n
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the ingest thread, between batches."""
@@ -119,8 +179,9 @@ class Ingestor:
             if isinstance(item, _Task):
                 self._run_task(item)
                 continue
-            assert isinstance(item, Message)
-            batch = [item]
+            assert isinstance(item, (Message, _Refused))
+            self._taken()
+            batch: list[Message | _Refused] = [item]
             pending = self._collect(batch)
             self._in_hand = len(batch)
             try:
@@ -132,7 +193,7 @@ class Ingestor:
             if isinstance(pending, _Task):
                 self._run_task(pending)
 
-    def _collect(self, batch: list[Message]) -> object:
+    def _collect(self, batch: list[Message | _Refused]) -> object:
         """Add messages to ``batch`` until it is full, old, or the stream pauses."""
         deadline = time.monotonic() + self.batch_interval
         while len(batch) < self.batch_size:
@@ -143,8 +204,9 @@ class Ingestor:
                 item = self._queue.get(timeout=min(remaining, IDLE_FLUSH))
             except queue.Empty:
                 break
-            if not isinstance(item, Message):
+            if not isinstance(item, (Message, _Refused)):
                 return item
+            self._taken()
             batch.append(item)
         return None
 
@@ -157,12 +219,17 @@ class Ingestor:
         except BaseException as exc:
             task.future.set_exception(exc)
 
-    def _flush(self, batch: list[Message]) -> None:
+    def _flush(self, batch: list[Message | _Refused]) -> None:
         rows: list[Processed] = []
         rejected: list[tuple[Message, RejectedReading]] = []
         c = self.counters
-        for msg in batch:
+        messages = [item.msg if isinstance(item, _Refused) else item for item in batch]
+        for item in batch:
             c.received += 1
+            if isinstance(item, _Refused):
+                rejected.append(item)
+                continue
+            msg = item
             try:
                 reading = parse_reading(
                     msg.topic,
@@ -188,7 +255,7 @@ class Ingestor:
                 c.suppressed += 1
         if rows and not self._write(rows):
             return  # not committed, so not acknowledged: the broker will redeliver
-        for msg in batch:
+        for msg in messages:
             self._ack(msg)
         if rows and self._on_stored is not None:
             self._on_stored(rows)
@@ -197,7 +264,6 @@ class Ingestor:
         for msg, why in rejected:
             c.rejected += 1
             c.rejected_by_reason[why.kind] = c.rejected_by_reason.get(why.kind, 0) + 1
-            log.warning("rejected message on %s: %s", msg.topic, why)
             self._on_reject(msg, str(why))
 
     def _write(self, rows: list[Processed]) -> bool:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import __version__
@@ -22,7 +23,8 @@ from agent.inference.trial import tried_model
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import modelinstall, modelreceiver, modelupdate, systemd, updatekey
+from agent.service import limits, modelinstall, modelreceiver, modelupdate, systemd, updatekey
+from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
 from agent.service.homeassistant import (
     Announcement,
@@ -36,6 +38,7 @@ from agent.service.manifest import Manifest
 from agent.service.metrics import Metrics, Sources
 from agent.service.peers import PeerService
 from agent.service.permissions import check_permissions, paths_to_check
+from agent.service.states import known_actuators, parse_state
 from agent.service.systemd import Heartbeat, Watchdog, progressing
 from agent.storage import Store
 
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from agent.service.outbox import Outbox
 
 log = logging.getLogger(__name__)
+VITAL = "vital"  # the scheduler's executor for status and heartbeat
 
 
 def dumps(obj: object) -> bytes:
@@ -81,7 +85,11 @@ class Agent:
             on_reject=self._report_rejection,
             on_stored=self._on_stored,
             clock=clock,
+            queue_limit=config.mqtt.queue_limit,
+            hard_limit=config.mqtt.queue_limit + 4 * config.mqtt.receive_maximum,
         )
+        self.errors = ErrorEvents(self.topic_errors, self._publish, clock=clock)
+        self.states_ignored = 0  # actuator states of actuators no policy names
         self.topic_intents = f"{self.prefix}/agents/{self.id}/intents"
         self.topic_states = f"{self.prefix}/actuators/+/+/state"
         self.worker: InferenceWorker | None = None
@@ -112,9 +120,15 @@ class Agent:
             extra_filters=(extra if config.policies else [])
             + ([self.topic_ha_status] if config.homeassistant.discovery else [])
             + update_filters,
+            max_packet=limits.max_packet(config, model_updates=bool(update_filters)),
+            probe_topic=f"{self.prefix}/agents/{self.id}/probe",
         )
-        self.scheduler = BackgroundScheduler(daemon=True)
+        # status and heartbeat on an executor of their own: no flood of jobs can starve them
+        self.scheduler = BackgroundScheduler(
+            daemon=True, executors={"default": ThreadPoolExecutor(10), VITAL: ThreadPoolExecutor(1)}
+        )
         self.heartbeat = Heartbeat(60)
+        self._known = (config, known_actuators(config))
         self.model_ready = threading.Event()
         self.metrics: Metrics | None = None
 
@@ -134,7 +148,8 @@ class Agent:
         if self.decisions is not None:
             self._start_decisions()
         self.scheduler.add_job(
-            self.publish_status, "interval", seconds=self.config.agent.status_interval, id="status"
+            self.publish_status, "interval", seconds=self.config.agent.status_interval, id="status",
+            executor=VITAL,
         )
         retention = self.config.storage.retention
         if retention.max_age is not None or retention.max_size is not None:
@@ -142,7 +157,9 @@ class Agent:
                 self.run_retention, "interval", seconds=retention.every, id="retention"
             )
             self.scheduler.add_job(self.run_retention, id="retention-now")  # once, at start
-        self.scheduler.add_job(self.heartbeat.beat, "interval", seconds=10, id="heartbeat")
+        self.scheduler.add_job(
+            self.heartbeat.beat, "interval", seconds=10, id="heartbeat", executor=VITAL
+        )
         self.heartbeat.beat()
         if self.config.metrics.port is not None:
             self._serve_metrics()
@@ -153,6 +170,7 @@ class Agent:
             self.ingestor.rows_total,
             ", ".join(self.config.mqtt.topic_filters),
         )
+        log.info("%s", limits.describe(self.config, self.mqtt.max_packet))
 
     def stop(self) -> None:
         """Stop taking work, commit and acknowledge what is in hand, go offline, disconnect."""
@@ -272,8 +290,7 @@ class Agent:
         self._report_error(msg.topic, reason, excerpt(msg.payload))
 
     def _report_error(self, topic: str, reason: str, payload: str = "") -> None:
-        event = {"ts": self.clock(), "topic": topic, "error": reason, "payload": payload}
-        self.mqtt.publish(self.topic_errors, dumps(event), qos=0)
+        self.errors.report(topic, reason, payload)
 
     def _status(self, state: str) -> dict[str, Any]:
         return {
@@ -286,6 +303,8 @@ class Agent:
             "uptime_s": round(self.clock() - self.started, 3),
             "readings_total": self.ingestor.rows_total,
             "rejected_total": self.ingestor.counters.rejected,
+            "dropped_total": self.ingestor.counters.dropped + self.states_ignored,
+            "inbound_stalls": self.mqtt.stalls if hasattr(self, "mqtt") else 0,
             "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
             "groups": self.peers.groups if hasattr(self, "peers") else [],
@@ -307,6 +326,7 @@ class Agent:
         return name
 
     def publish_status(self) -> None:
+        self.mqtt.probe(max(limits.PROBE_AFTER, 3 * self.config.agent.status_interval))
         state = "offline" if self._stopping.is_set() else "online"
         self.mqtt.publish(self.topic_status, dumps(self._status(state)), qos=1, retain=True)
 
@@ -451,26 +471,19 @@ class Agent:
             return
         for p in rows:
             name = self.decisions.on_reading(p.reading.device, p.reading.quantity, p.clean)
-            if name is not None and not self._stopping.is_set():
-                self.scheduler.add_job(self._decide, args=[name, "crossing"])
+            if name is not None and not self._stopping.is_set():  # one waiting per policy at most
+                self.scheduler.add_job(self._decide, args=[name, "crossing"],
+                                       id=f"crossing-{name}", replace_existing=True)
 
     def _handle_state(self, msg: Message) -> None:
         assert self.decisions is not None
-        parts = msg.topic.split("/")
-        try:
-            state = json.loads(msg.payload)
-            action, value = state["action"], state.get("value")
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed actuator state on %s", msg.topic)
+        if self._known[0] is not self.config:
+            self._known = (self.config, known_actuators(self.config))
+        state = parse_state(msg.topic, msg.payload, self._known[1])
+        if state is None:
+            self.states_ignored += 1  # of an actuator no policy names: nothing kept
             return
-        if len(parts) == 5 and isinstance(action, str):
-            self.decisions.on_state(
-                parts[2],
-                parts[3],
-                action,
-                value if isinstance(value, (int, float)) else None,
-                state.get("command_id"),
-            )
+        self.decisions.on_state(*state)
 
     def _handle_intent(self, msg: Message) -> None:
         assert self.decisions is not None
