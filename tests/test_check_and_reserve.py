@@ -17,10 +17,9 @@ import yaml
 from agent.broker import Mosquitto
 from agent.config import load_config, read_yaml
 from agent.peers.aggregate import GroupDecision
+from agent.policy.safety import Proposal, SafetyLayer
 from agent.service.runtime import Agent
 from tests.conftest import Collector, agent_config, wait_for
-
-pytestmark = pytest.mark.broker
 
 HVAC = "edge/actuators/livingroom-hvac/hvac/set"
 FAN = "edge/actuators/livingroom-fan/fan/set"
@@ -35,9 +34,8 @@ FAN_POLICY = {
 }
 
 
-@pytest.fixture
-def agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Agent]:
-    path = agent_config(tmp_path, broker.port, policies=True, policy__every="1h")
+def config_file(tmp_path: Path, port: int) -> Path:
+    path = agent_config(tmp_path, port, policies=True, policy__every="1h")
     data = read_yaml(path.read_text())
     data["policies"][0].pop("peers", None)
     data["policies"].append(FAN_POLICY)
@@ -45,7 +43,27 @@ def agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Agent]:
     # the example's interlock: never_together [livingroom-hvac/hvac=heat, livingroom-fan/fan=on]
     assert data["interlocks"][0]["never_together"][1] == "livingroom-fan/fan=on"
     path.write_text(yaml.safe_dump(data))
-    running = Agent(load_config(path))
+    return path
+
+
+def test_reserve_records_what_it_allows_and_check_only_looks(tmp_path: Path) -> None:
+    safety = SafetyLayer(load_config(config_file(tmp_path, 1883)))
+    heat = Proposal("climate", "livingroom-hvac", "hvac", "heat", 21.0)
+    fan = Proposal("fan", "livingroom-fan", "fan", "on", None)
+    assert safety.check(heat, 0.0, no_readings).allowed
+    assert safety.check(fan, 0.0, no_readings).allowed  # a look reserves nothing
+    assert safety.reserve(heat, 0.0, no_readings).allowed
+    assert safety.reserve(fan, 0.0, no_readings).kind == "never_together"
+    assert safety.reserve(heat, 1.0, no_readings).kind == "min_interval"
+
+
+def no_readings(device: str, quantity: str) -> float | None:
+    return None
+
+
+@pytest.fixture
+def agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Agent]:
+    running = Agent(load_config(config_file(tmp_path, broker.port)))
     running.start()
     assert running.mqtt.wait_connected(20)
     yield running
@@ -89,6 +107,7 @@ def outbox_rows(agent: Agent) -> int:
     return len(rows)
 
 
+@pytest.mark.broker
 def test_concurrent_proposals_that_break_never_together_send_one_command(
     agent: Agent, collector_factory: Callable[..., Collector], broker: Mosquitto
 ) -> None:
@@ -105,6 +124,7 @@ def test_concurrent_proposals_that_break_never_together_send_one_command(
     assert len(sent) == 1, [m[0] for m in sent]
 
 
+@pytest.mark.broker
 def test_concurrent_proposals_inside_min_interval_send_one_command(
     agent: Agent, collector_factory: Callable[..., Collector], broker: Mosquitto
 ) -> None:

@@ -383,10 +383,10 @@ class Agent:
         assert self.decisions is not None and self.outbox is not None
         if self.worker is not None:
             self.worker.start()
-        if self.intents is not None:
-            self.intents.start()
         self.decisions.restore_history()
         self.outbox.resume()
+        if self.intents is not None:  # after the history: rate limits hold across a restart
+            self.intents.start()
         self.scheduler.add_job(self.outbox.poll, "interval", seconds=0.5, id="outbox")
         self.scheduler.add_job(
             self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
@@ -582,6 +582,7 @@ class Agent:
                 "storage",
                 "model",
                 "security",
+                "intents",
                 "metrics",
                 "homeassistant",
                 "service",
