@@ -24,6 +24,15 @@ pytestmark = pytest.mark.broker
 
 TEXT = "set the living room ac to 21"
 STATUSES = 8  # status messages (one a second) that must arrive while the flood goes on
+RSS_GROWTH = 64 << 20  # bytes: what the agent may grow by in the flood (it holds <= 4 requests)
+
+
+def rss(pid: int) -> int:
+    """The process's resident memory in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 class Flood:
@@ -60,15 +69,22 @@ def test_an_intent_flood_leaves_the_heartbeat_and_later_requests_alone(
     config = home_config(tmp_path, broker.port, intents={"queue": 4, "per_minute": 5})
     agent = start(agent_factory, config, watch)
     warm_up(watch)  # the model is loaded, so every flooded request would cost a model call
+    assert agent.proc is not None
+    before, peak = rss(agent.proc.pid), 0
     flood = Flood(collector_factory(broker.port))
+
+    def statuses_arrive() -> bool:  # the scheduler publishes one a second, flood or not
+        nonlocal peak
+        peak = max(peak, rss(agent.proc.pid) if agent.proc is not None else 0)
+        return len(watch.on(STATUS)) >= seen + STATUSES
+
     try:
         wait_for(lambda: flood.sent > 200, what="the flood under way")
         seen = len(watch.on(STATUS))
-        # the scheduler publishes the status every second: it keeps doing so in the flood
-        wait_for(lambda: len(watch.on(STATUS)) >= seen + STATUSES, timeout=60,
-                 what=f"{STATUSES} statuses while the flood goes on")
+        wait_for(statuses_arrive, timeout=60, what=f"{STATUSES} statuses while the flood goes on")
     finally:
         sent = flood.stop()
+    assert peak - before < RSS_GROWTH, (before, peak)  # the queue is bounded, and so is memory
 
     def counted() -> dict[str, int]:
         intents: dict[str, int] = watch.on(STATUS)[-1].get("intents", {})
