@@ -56,6 +56,7 @@ def test_oversized_and_unreadable_requests() -> None:
     assert replies[-1]["id"] is None
     assert queue.submit(b"\xff not json")  # queued: the worker answers it "bad request"
     assert not queue.submit(b"[1, 2")  # unreadable requests share one requester's rate
+    assert not queue.submit(b"[" * 4000 + b"]" * 4000)  # nested past the stack: no crash
     assert queue.status()["dropped_too_large"] == 1
 
 

@@ -151,6 +151,6 @@ def _id_of(payload: bytes) -> object:
     """The request's id, or None if there is none to read."""
     try:
         request = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the stack
         return None
     return request.get("id") if isinstance(request, dict) else None

@@ -70,7 +70,7 @@ class IntentHandler:
         """A request (SPEC 7) -> its reply."""
         try:
             request = json.loads(payload)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return refusal(None, f"bad request: {exc}")
         if not isinstance(request, dict):
             return refusal(None, "bad request: not a JSON object")
