@@ -331,6 +331,14 @@ class SecuritySection(_Section):
     update_public_key_file: Path | None = None
 
 
+class IntentsSection(_Section):
+    """Natural-language requests (SPEC 7): one worker answers them in turn."""
+
+    queue: int = Field(default=16, ge=1, le=10_000)  # requests waiting; more are refused
+    per_minute: int = Field(default=20, ge=1, le=10_000)  # requests per requester id
+    confirm_ttl: Duration = Field(default=30.0, ge=1.0, le=600.0)  # a confirmation token's life
+
+
 class ValueRange(_Section):
     min: float
     max: float
@@ -534,6 +542,7 @@ class Config(_Section):
     storage: StorageSection = StorageSection()
     model: ModelSection = ModelSection()
     security: SecuritySection = SecuritySection()
+    intents: IntentsSection = IntentsSection()
     metrics: MetricsSection = MetricsSection()
     homeassistant: HomeAssistantSection = HomeAssistantSection()
     service: ServiceSection = ServiceSection()

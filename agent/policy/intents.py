@@ -5,7 +5,10 @@ actuator some policy lists) is matched against the words of the request, and a G
 built from the matching entries only (their names, their actions) constrains the model's
 answer. The model writes the value; code checks its type, and the safety layer its range.
 Actions of actuators that need confirmation (locks, valves) must be said outright, because
-small models slip polarity ("kitchen lights off" -> on).
+small models slip polarity ("kitchen lights off" -> on). A request with a negation anywhere in
+it ("do not unlock the front door", "never open the valve") is refused before anything else:
+the action words are in it, and no word-spotting or small model reliably reads which one is
+negated, so the only safe answer is none.
 """
 
 from __future__ import annotations
@@ -86,6 +89,32 @@ SYNONYMS = {
     "lock": ("lock",),
     "unlock": ("unlock",),
 }
+
+
+# words that negate what they stand next to ("n't" arrives as two words: "don", "t")
+NEGATIONS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "nope",
+        "nor",
+        "neither",
+        "nothing",
+        "none",
+        "without",
+        "dont",
+        "doesnt",
+        "didnt",
+        "cannot",
+        "cant",
+        "wont",
+        "shouldnt",
+        "mustnt",
+        "isnt",
+        "arent",
+    ]
+)
 
 
 ACTION_WORDS = frozenset(w for syn in SYNONYMS.values() for s in syn for w in s.split())
@@ -181,6 +210,17 @@ def stated_actions(text: str, actions: list[str]) -> list[str]:
     return found
 
 
+def negation(text: str) -> str | None:
+    """The first negating word of ``text`` (``"not"``, ``"don't"``, ``"never"``...), or None."""
+    tw = words(text)
+    for before, word in zip(["", *tw], tw, strict=False):
+        if word in NEGATIONS:
+            return word
+        if word == "t" and before.endswith("n"):  # don't, can't, won't (any apostrophe)
+            return f"{before}'t"
+    return None
+
+
 def unknown_phrase(text: str) -> str:
     rest = [
         w
@@ -236,6 +276,13 @@ def resolve(text: str, registry: Registry, generate: Generate) -> Intent:
         return Intent(False, error="empty request")
     if len(text) > MAX_TEXT:
         return Intent(False, error=f"request longer than {MAX_TEXT} characters")
+    negated = negation(text)
+    if negated is not None:
+        return Intent(
+            False,
+            error=f"not done: the request says {negated!r}, and a request with a negation is "
+            "never acted on; say only what should happen",
+        )
     targets = registry.candidates(text)
     if not targets:
         return Intent(False, error=f"unknown device {unknown_phrase(text)!r}")

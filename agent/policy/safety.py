@@ -7,6 +7,13 @@ inside the configured range. Then interlocks, "already in that state" and rate l
 
 Pure code: the clock and the latest sensor readings are parameters; the only state is what
 the caller reports through :meth:`SafetyLayer.record_sent` and :meth:`SafetyLayer.record_state`.
+
+Proposals arrive on several threads at once (a band crossing, a schedule, an intent, an
+interlock, a group's leader). Checking one and recording it as sent must be one step, or two
+proposals that are each fine alone (heat, and the fan on; two commands inside min_interval)
+both pass before either is recorded: :meth:`SafetyLayer.reserve` is that step, under one lock
+shared by every method that reads or writes the state. The caller sends after it returns,
+outside the lock, so no broker or disk I/O ever runs under it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,6 +204,7 @@ class SafetyLayer:
         }
         self._safety: dict[str, SafetyConfig] = {p.name: p.safety for p in config.policies}
         self._tracks: dict[tuple[str, str], _Track] = {}
+        self._lock = threading.RLock()  # check-and-reserve is one step (module docstring)
         self.refusals: Counter[str] = Counter()
         self._forcings, self._exclusions = self._interlocks(config.interlocks)
 
@@ -237,12 +246,24 @@ class SafetyLayer:
     # -- checking ---------------------------------------------------------------------------
 
     def check(self, p: Proposal, now: float, reading: Reading) -> Verdict:
-        """Allowed with the checked value, or refused with the first rule that says no."""
-        outcome = self._judge(p, now, reading)
-        if isinstance(outcome, _Refused):
-            self.refusals[outcome.kind] += 1
-            return Verdict(False, outcome.reason, kind=outcome.kind)
-        return Verdict(True, "ok", outcome)
+        """Allowed with the checked value, or refused with the first rule that says no.
+        Only a look: a proposal that will be sent goes through :meth:`reserve` instead."""
+        with self._lock:
+            outcome = self._judge(p, now, reading)
+            if isinstance(outcome, _Refused):
+                self.refusals[outcome.kind] += 1
+                return Verdict(False, outcome.reason, kind=outcome.kind)
+            return Verdict(True, "ok", outcome)
+
+    def reserve(self, p: Proposal, now: float, reading: Reading) -> Verdict:
+        """:meth:`check`, and if allowed record the command as sent at ``now``, in one step:
+        the caller must then send it (a send that fails keeps the reservation, which errs on
+        the side of sending less)."""
+        with self._lock:
+            verdict = self.check(p, now, reading)
+            if verdict.allowed:
+                self.record_sent(p.device, p.actuator, p.action, verdict.value, now)
+            return verdict
 
     def _judge(self, p: Proposal, now: float, reading: Reading) -> float | _Refused | None:
         entry = self._lookup(p)
@@ -357,41 +378,45 @@ class SafetyLayer:
     def record_sent(
         self, device: str, actuator: str, action: str, value: float | None, now: float
     ) -> None:
-        """A command passed :meth:`check` and went to the outbox at ``now``."""
-        track = self._tracks.setdefault((device, actuator), _Track())
-        if track.sent is None or track.sent[0] != action:
-            track.changed_at = now
-        track.sent = (action, None if value is None else float(value))
-        track.sent_at = now
-        track.pending = True
-        track.times.append(now)
-        while track.times and track.times[0] <= now - HOUR:
-            track.times.popleft()
+        """A command went to the outbox at ``now`` (:meth:`reserve` calls this itself)."""
+        with self._lock:
+            track = self._tracks.setdefault((device, actuator), _Track())
+            if track.sent is None or track.sent[0] != action:
+                track.changed_at = now
+            track.sent = (action, None if value is None else float(value))
+            track.sent_at = now
+            track.pending = True
+            track.times.append(now)
+            while track.times and track.times[0] <= now - HOUR:
+                track.times.popleft()
 
     def reported(self, device: str, actuator: str) -> str | None:
         """The action the actuator last reported, if any."""
-        track = self._tracks.get((device, actuator))
-        return None if track is None or track.reported is None else track.reported[0]
+        with self._lock:
+            track = self._tracks.get((device, actuator))
+            return None if track is None or track.reported is None else track.reported[0]
 
     def record_state(self, device: str, actuator: str, action: str, value: float | None) -> None:
         """The actuator reported its state (SPEC 5)."""
-        track = self._tracks.setdefault((device, actuator), _Track())
-        track.reported = (action, None if value is None else float(value))
-        track.pending = False
+        with self._lock:
+            track = self._tracks.setdefault((device, actuator), _Track())
+            track.reported = (action, None if value is None else float(value))
+            track.pending = False
 
     def forced(self, now: float, reading: Reading) -> list[Proposal]:
         """The commands interlocks demand now: each ``then`` whose condition holds and that
         its actuator neither reports nor was sent within the command's ttl."""
         out: list[Proposal] = []
-        for lock in self._forcings:
-            then = lock.then
-            if not lock.when.holds(reading) or self._in_hand(lock, now):
-                continue
-            proposal = Proposal(
-                lock.policy, then.device, then.actuator, then.action, None, "interlock"
-            )
-            if proposal not in out:
-                out.append(proposal)
+        with self._lock:
+            for lock in self._forcings:
+                then = lock.then
+                if not lock.when.holds(reading) or self._in_hand(lock, now):
+                    continue
+                proposal = Proposal(
+                    lock.policy, then.device, then.actuator, then.action, None, "interlock"
+                )
+                if proposal not in out:
+                    out.append(proposal)
         return out
 
     def _in_hand(self, lock: _Forcing, now: float) -> bool:

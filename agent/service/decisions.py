@@ -41,8 +41,6 @@ from agent.policy.engines import (
     accuracy,
 )
 from agent.policy.head import SoftmaxHead
-from agent.policy.intents import Registry
-from agent.policy.intents import resolve as resolve_intent
 from agent.policy.safety import Proposal, SafetyLayer, Verdict
 from agent.policy.signing import make_command
 from agent.service.outbox import Outbox
@@ -455,7 +453,7 @@ class DecisionService:
         if policy.peers is not None:  # the group decides; its leader sends the one command
             verdict, command_id = Verdict(False, "group decision", kind="group"), None
         else:
-            verdict = self.safety.check(
+            verdict = self.safety.reserve(
                 Proposal(policy.name, actuator.device, actuator.actuator, action, value),
                 now,
                 self.reading,
@@ -530,9 +528,8 @@ class DecisionService:
             else None,
         )
         topic = f"{self.prefix}/actuators/{device}/{actuator}/set"
-        if not self.outbox.send(command, decision_id, topic):
+        if not self.outbox.send(command, decision_id, topic):  # reserved by the caller
             return None
-        self.safety.record_sent(device, actuator, action, verdict.value, now)
         log.info(
             "policy %s: sent %s %s to %s/%s",
             policy.name,
@@ -570,7 +567,7 @@ class DecisionService:
         policy = next(p for p in self.config.policies if p.name == decision.policy)
         actuator = policy.actuators[0]
         now = self.clock()
-        verdict = self.safety.check(
+        verdict = self.safety.reserve(
             Proposal(
                 policy.name, actuator.device, actuator.actuator, decision.action, decision.value
             ),
@@ -617,7 +614,7 @@ class DecisionService:
         """Send what a when/then interlock requires while its condition holds."""
         now = self.clock()
         for proposal in self.safety.forced(now, self.reading):
-            verdict = self.safety.check(proposal, now, self.reading)
+            verdict = self.safety.reserve(proposal, now, self.reading)
             decision_id = uuid.uuid4().hex
             policy = next(p for p in self.config.policies if p.name == proposal.policy)
             reason = f"interlock: {proposal.device}/{proposal.actuator} must be {proposal.action}"
@@ -649,7 +646,7 @@ class DecisionService:
             }
             self.on_db(lambda r=row: self.store.audit_add(r))  # type: ignore[misc]
 
-    # -- what actuators report, and what people ask ------------------------------------------
+    # -- what actuators report, and the model for intents -------------------------------------
 
     def on_state(
         self, device: str, actuator: str, action: str, value: float | None, command_id: object
@@ -681,71 +678,8 @@ class DecisionService:
                     )
                 )
 
-    def handle_intent(self, payload: bytes, registry: Registry) -> dict[str, Any]:
-        """A request (SPEC 7) -> its reply; a command only through the safety layer."""
-        try:
-            request = json.loads(payload)
-            request_id, text = request["id"], request["text"]
-            if not isinstance(text, str):
-                raise TypeError("text must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            rid = request.get("id") if isinstance(locals().get("request"), dict) else None
-            return {"id": rid, "ok": False, "command": None, "error": f"bad request: {exc}"[:200]}
-        intent = resolve_intent(text, registry, self._generate)
-        if not intent.ok or intent.target is None or intent.action is None:
-            return {"id": request_id, "ok": False, "command": None, "error": intent.error}
-        act = intent.target.actuator
-        now = self.clock()
-        verdict = self.safety.check(
-            Proposal(
-                intent.target.policy,
-                act.device,
-                act.actuator,
-                intent.action,
-                intent.value,
-                source="intent",
-            ),
-            now,
-            self.reading,
-        )
-        if not verdict.allowed:
-            return {"id": request_id, "ok": False, "command": None, "error": verdict.reason}
-        decision_id = uuid.uuid4().hex
-        command = make_command(
-            device=act.device,
-            actuator=act.actuator,
-            action=intent.action,
-            value=verdict.value,
-            policy=intent.target.policy,
-            agent=self.agent_id,
-            reason=f"intent: {text}",
-            key=self.key,
-            now=now,
-            ttl=30.0,
-        )
-        topic = f"{self.prefix}/actuators/{act.device}/{act.actuator}/set"
-        self.outbox.send(command, decision_id, topic)
-        self.safety.record_sent(act.device, act.actuator, intent.action, verdict.value, now)
-        row = {
-            "decision_id": decision_id,
-            "ts": now,
-            "policy": intent.target.policy,
-            "engine": "intent",
-            "digest": text[:500],
-            "model_sha256": self.model_sha256,
-            "prompt_hash": None,
-            "raw_output": intent.raw,
-            "scores": "{}",
-            "action": intent.action,
-            "value": verdict.value,
-            "verdict": "ok",
-            "command_id": command["id"],
-            "source": "intent",
-        }
-        self.on_db(lambda: self.store.audit_add(row))
-        return {"id": request_id, "ok": True, "command": command, "error": None}
-
-    def _generate(self, system: str, user: str, grammar: str) -> str:
+    def generate(self, system: str, user: str, grammar: str) -> str:
+        """The model's answer to an intent under its grammar (agent.service.intents)."""
         # the adapter of edge-agent tune --intents, if one is installed for this base model
         adapter = adapter_for(self.config, INTENTS, self.model_sha256)
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from agent.inference.worker import InferenceWorker
     from agent.peers.aggregate import GroupDecision
     from agent.service.decisions import DecisionService
+    from agent.service.intentqueue import IntentQueue
     from agent.service.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Agent:
         self.worker: InferenceWorker | None = None
         self.outbox: Outbox | None = None
         self.decisions: DecisionService | None = None
+        self.intents: IntentQueue | None = None
         self.peers = PeerService(
             config, self.id, publish=self._publish, act=self._act_group, clock=clock
         )
@@ -185,6 +187,8 @@ class Agent:
             self.metrics.close()
         if self.decisions is not None:
             self.decisions.stopping = True
+        if self.intents is not None:
+            self.intents.stop()
         self.federation.stop()
         if self.worker is not None:
             self.worker.stop()
@@ -270,8 +274,8 @@ class Agent:
             self.mqtt.ack(msg)  # state, intents and peers are handled once, not stored
             if self.peers.handle(msg) or self.federation.handle(msg):
                 return
-            if msg.topic == self.topic_intents:
-                self.scheduler.add_job(self._handle_intent, args=[msg])
+            if msg.topic == self.topic_intents and self.intents is not None:
+                self.intents.submit(msg.payload)  # never blocks: queued, or dropped and counted
             elif msg.topic.endswith("/state"):
                 self._handle_state(msg)
             return
@@ -308,6 +312,7 @@ class Agent:
             "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
             "queue_depth": self.ingestor.depth(),
             "groups": self.peers.groups if hasattr(self, "peers") else [],
+            **({} if self.intents is None else {"intents": self.intents.status()}),
             **(
                 {"federation": self.federation.status()}
                 if hasattr(self, "federation") and self.federation.feds
@@ -351,10 +356,13 @@ class Agent:
     def _build_decisions(self) -> None:
         from agent.inference.threads import pick_threads
         from agent.inference.worker import InferenceWorker
+        from agent.policy.confirm import Confirmations
         from agent.policy.intents import Registry
         from agent.policy.safety import SafetyLayer
         from agent.policy.signing import load_key
         from agent.service.decisions import DecisionService
+        from agent.service.intentqueue import IntentQueue
+        from agent.service.intents import IntentHandler, log_confirming
         from agent.service.outbox import Outbox
 
         cfg = self.config
@@ -385,6 +393,18 @@ class Agent:
             clock=self.clock,
         )
         self.registry = Registry(cfg)
+        handler = IntentHandler(
+            lambda: self.decisions,
+            lambda: self.registry,
+            Confirmations(cfg.intents.confirm_ttl, self.clock),
+        )
+        self.intents = IntentQueue(
+            handler.handle,
+            self._reply_intent,
+            size=cfg.intents.queue,
+            per_minute=cfg.intents.per_minute,
+        )
+        log_confirming(cfg)
 
     def _start_decisions(self) -> None:
         assert self.decisions is not None and self.outbox is not None
@@ -392,6 +412,8 @@ class Agent:
             self.worker.start()
         self.decisions.restore_history()
         self.outbox.resume()
+        if self.intents is not None:  # after the history: rate limits hold across a restart
+            self.intents.start()
         self.scheduler.add_job(self.outbox.poll, "interval", seconds=0.5, id="outbox")
         self.scheduler.add_job(
             self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
@@ -485,9 +507,7 @@ class Agent:
             return
         self.decisions.on_state(*state)
 
-    def _handle_intent(self, msg: Message) -> None:
-        assert self.decisions is not None
-        reply = self.decisions.handle_intent(msg.payload, self.registry)
+    def _reply_intent(self, reply: dict[str, Any]) -> None:
         self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)
 
     def _publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
@@ -591,6 +611,7 @@ class Agent:
                 "storage",
                 "model",
                 "security",
+                "intents",
                 "metrics",
                 "homeassistant",
                 "service",
