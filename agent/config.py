@@ -331,12 +331,37 @@ class SecuritySection(_Section):
     update_public_key_file: Path | None = None
 
 
-class IntentsSection(_Section):
-    """Natural-language requests (SPEC 7): one worker answers them in turn."""
+# short codes people write -> home-assistant-intents' own codes
+LANGUAGE_ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-tw": "zh-TW",
+                    "zh-hant": "zh-TW", "zh-hk": "zh-HK", "pt-br": "pt-BR"}
 
+
+def template_language(code: str) -> str:
+    return LANGUAGE_ALIASES.get(code.lower(), code)
+
+
+class IntentsSection(_Section):
+    """Natural-language requests (SPEC 7): one worker answers them in turn, in the languages
+    whose sentence templates (home-assistant-intents) are loaded."""
+
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    fuzzy_min: float = Field(default=80.0, ge=50, le=100)  # rapidfuzz score to accept a typo
+    fuzzy_margin: float = Field(default=6.0, ge=0, le=50)  # closer than this: ask, not guess
     queue: int = Field(default=16, ge=1, le=10_000)  # requests waiting; more are refused
     per_minute: int = Field(default=20, ge=1, le=10_000)  # requests per requester id
     confirm_ttl: Duration = Field(default=30.0, ge=1.0, le=600.0)  # a confirmation token's life
+
+    @field_validator("languages")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        from home_assistant_intents import get_languages
+
+        known = set(get_languages())
+        codes = [template_language(v) for v in value]
+        bad = [v for v, c in zip(value, codes, strict=True) if c not in known]
+        if bad:
+            raise ValueError(f"no sentence templates for {bad}; known: {', '.join(sorted(known))}")
+        return list(dict.fromkeys(codes))
 
 
 class ValueRange(_Section):

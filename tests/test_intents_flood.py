@@ -68,7 +68,9 @@ def test_an_intent_flood_leaves_the_heartbeat_and_later_requests_alone(
     watch = collector_factory(broker.port, STATUS, REPLY, SET)
     config = home_config(tmp_path, broker.port, intents={"queue": 4, "per_minute": 5})
     agent = start(agent_factory, config, watch)
-    warm_up(watch)  # the model is loaded, so every flooded request would cost a model call
+    warm_up(watch)
+    wait_for(lambda: watch.on(STATUS)[-1].get("model_state") == "ready", timeout=300,
+             what="the model loaded (so memory is measured from there)")
     assert agent.proc is not None
     before, peak = rss(agent.proc.pid), 0
     flood = Flood(collector_factory(broker.port))

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
+# the section lives with the rest of the configuration; these names are kept for the layers
+from agent.config import IntentsSection as IntentsConfig
+from agent.config import template_language
 from agent.nlu.values import value_actions
 
-# short codes people write -> the template collection's own codes
-LANGUAGE_ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-tw": "zh-TW",
-                    "zh-hant": "zh-TW", "zh-hk": "zh-HK", "pt-br": "pt-BR"}
-
-
-def template_language(code: str) -> str:
-    return LANGUAGE_ALIASES.get(code.lower(), code)
-
-
-class IntentsConfig(BaseModel):
-    """``intents:`` in the agent config (all keys optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    fuzzy_min: float = Field(default=80.0, ge=50, le=100)  # rapidfuzz score to accept a typo
-    fuzzy_margin: float = Field(default=6.0, ge=0, le=50)  # closer than this: ask, not guess
-
-    @field_validator("languages")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        from agent.nlu.templates import available_languages
-
-        known = available_languages()
-        codes = [template_language(v) for v in value]
-        bad = [v for v, c in zip(value, codes, strict=True) if c not in known]
-        if bad:
-            raise ValueError(f"no sentence templates for {bad}; known: {', '.join(sorted(known))}")
-        return list(dict.fromkeys(codes))
+__all__ = ["IntentsConfig", "ValueSpec", "template_language"]
 
 
 class ValueSpec(BaseModel):

@@ -15,6 +15,7 @@ from agent.nlu.normalise import Normalised, normalise
 from agent.nlu.polarity import polarity
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
 from agent.nlu.templates import Hit, Templates
+from agent.policy.intents import unknown_phrase
 
 MAX_TEXT = 500
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -101,7 +102,8 @@ class Understander:
         candidates = fuzzy.mentioned(said.text, self.entities, self.config.fuzzy_min)
         if not candidates:
             known = ", ".join(e.name for e in self.entities[:8])
-            return Refusal(f"no device here answers to that; the devices are: {known}", lang)
+            return Refusal(f"unknown device {unknown_phrase(said.text)!r}; the devices here are: "
+                           f"{known}", lang)
         ranged = [e for e in candidates if e.value_actions]
         if said.numbers and ranged and not any(e.in_range(n) for e in ranged
                                                for n in said.numbers):

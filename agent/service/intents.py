@@ -20,8 +20,11 @@ from typing import Any
 
 from agent.config import Config
 from agent.errors import AgentError
+from agent.nlu.check import check_answer
+from agent.nlu.pipeline import Understander
+from agent.nlu.result import Ambiguity, Command, NoMatch, Refusal
 from agent.policy.confirm import Confirmations, Pending
-from agent.policy.intents import Registry, resolve
+from agent.policy.intents import Registry, Target, resolve
 from agent.policy.safety import Proposal
 from agent.policy.signing import make_command
 from agent.service.decisions import DecisionService
@@ -65,6 +68,7 @@ class IntentHandler:
         self._decisions = decisions
         self._registry = registry
         self.confirmations = confirmations
+        self._understood: tuple[Registry, Understander] | None = None
 
     def handle(self, payload: bytes) -> dict[str, Any]:
         """A request (SPEC 7) -> its reply."""
@@ -94,21 +98,59 @@ class IntentHandler:
             return refusal(request_id, str(exc))
 
     def _asked(self, decisions: DecisionService, request_id: object, text: str) -> dict[str, Any]:
-        intent = resolve(text, self._registry(), decisions.generate)
-        if not intent.ok or intent.target is None or intent.action is None:
-            return refusal(request_id, intent.error or "could not understand the request")
-        act = intent.target.actuator
-        proposal = Proposal(
-            intent.target.policy, act.device, act.actuator, intent.action, intent.value, "intent"
-        )
+        """Templates first (agent.nlu); the model only for what no template matched, and its
+        answer only if it agrees with the request's own words."""
+        registry = self._registry()
+        understood = self._understander(registry, decisions).understand(text)
+        if isinstance(understood, Refusal):
+            return refusal(request_id, understood.reason)
+        if isinstance(understood, Ambiguity):
+            return refusal(request_id, understood.question)
+        raw = json.dumps({"layer": getattr(understood, "layer", "model")})
+        if isinstance(understood, NoMatch):
+            intent = resolve(text, registry, decisions.generate)
+            if not intent.ok or intent.target is None or intent.action is None:
+                return refusal(request_id, intent.error or "could not understand the request")
+            act = intent.target.actuator
+            value = intent.value if isinstance(intent.value, (int, float)) else None
+            checked = check_answer(understood, act.device, act.actuator, intent.action, value)
+            if isinstance(checked, Refusal):
+                return refusal(request_id, f"not done: {checked.reason}")
+            understood, raw = checked, intent.raw
+        targets = {t.actuator.key: t for t in registry.targets}
+        replies = [self._one(decisions, request_id, targets[f"{c.device}/{c.actuator}"], c,
+                             text, raw) for c in understood.commands]
+        if len(replies) == 1:
+            return replies[0]
+        sent = [r for r in replies if r["ok"]]  # "the kitchen lights": the first as SPEC 7's
+        return {**(sent[0] if sent else replies[0]), "commands": [r["command"] for r in sent]}
+
+    def _one(self, decisions: DecisionService, request_id: object, target: Target,
+             command: Command, text: str, raw: str) -> dict[str, Any]:
+        act = target.actuator
+        proposal = Proposal(target.policy, act.device, act.actuator, command.action,
+                            command.value, "intent")
         if not act.needs_confirmation:
-            return self._send(decisions, request_id, proposal, text, intent.raw)
+            return self._send(decisions, request_id, proposal, text, raw)
         # a look only: nobody is asked to confirm what would be refused anyway
         verdict = decisions.safety.check(proposal, decisions.clock(), decisions.reading)
         if not verdict.allowed:
             return refusal(request_id, verdict.reason)
-        pending = self.confirmations.issue(requester_of(request_id), proposal, text, intent.raw)
-        return self._ask_confirmation(request_id, pending, intent.target.label, verdict.value)
+        pending = self.confirmations.issue(requester_of(request_id), proposal, text, raw)
+        return self._ask_confirmation(request_id, pending, target.label, verdict.value)
+
+    def _understander(self, registry: Registry, decisions: DecisionService) -> Understander:
+        """Built once per registry (start, SIGHUP): the templates of the configured languages."""
+        if self._understood is None or self._understood[0] is not registry:
+            actuators = [
+                {"device": t.actuator.device, "actuator": t.actuator.actuator,
+                 "name": t.actuator.name, "aliases": list(t.actuator.aliases),
+                 "actions": list(t.actuator.actions),
+                 "value": None if t.actuator.value is None else t.actuator.value.model_dump()}
+                for t in registry.targets
+            ]
+            self._understood = (registry, Understander(decisions.config.intents, actuators))
+        return self._understood[1]
 
     def _ask_confirmation(
         self, request_id: object, pending: Pending, label: str, value: float | None
