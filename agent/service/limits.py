@@ -3,9 +3,10 @@ Size) and the broker drops anything larger instead of sending it.
 
 What arrives legitimately: sensor readings (``mqtt.max_payload_bytes``), actuator states,
 intents and peer messages (small JSON), federated-learning rounds and updates (a policy head
-and its standardisation, up to a few MB for a large embedding), and model-update chunks
-(up to :data:`agent.service.manifest.MAX_CHUNK`, and a signed manifest smaller than that). ``mqtt.max_packet_bytes`` overrides the
-derived figure, e.g. to announce less when model updates are pushed in small chunks.
+and its standardisation, up to a few MB for a large embedding), and model-update chunks (up
+to :data:`agent.service.manifest.MAX_CHUNK`; a signed manifest is smaller).
+``mqtt.max_packet_bytes`` overrides the derived figure, e.g. to announce less when model
+updates are pushed in small chunks.
 """
 
 from __future__ import annotations
