@@ -215,18 +215,39 @@ def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
-def keygen(path: str, force: bool) -> None:
+@click.option("--identity", "identity", type=click.Path(dir_okay=False),
+              help="Instead: write this agent's own Ed25519 key pair (security."
+                   "identity_key_file) to IDENTITY (0600) and its public key to IDENTITY.pub, "
+                   "the line to add to the site roster.")
+def keygen(path: str | None, force: bool, identity: str | None) -> None:
     """Write a new random command-signing key to PATH (mode 0600) for security.command_key_file;
     give the same file to every agent and actuator of a site."""
     from agent.policy.signing import generate_key_file
 
+    if identity is not None:
+        _keygen_identity(Path(identity), force)
+        return
+    if path is None:
+        raise click.UsageError("give PATH (the command key) or --identity PATH")
     try:
         generate_key_file(Path(path), overwrite=force)
     except (AgentError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote a 256-bit key to {path}")
+
+
+def _keygen_identity(path: Path, force: bool) -> None:
+    from agent.peers.identity import write_identity
+
+    try:
+        public = write_identity(path, overwrite=force)
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote the private key to {path} (keep it on this agent) and the public key to "
+               f"{path}.pub; add this line, with the agent's id, to the site roster:\n"
+               f"<agent id>: {public}")
 
 
 @cli.group()

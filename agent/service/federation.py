@@ -40,6 +40,8 @@ from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
 from agent.mqtt import Message
 from agent.peers import fedavg as fa
+from agent.peers import wire
+from agent.peers.robust import Robust
 from agent.peers.rounds import (
     Coordinator,
     DpSettings,
@@ -137,9 +139,32 @@ class FederationService:
             return False
         if parts[2] != self.feds[parts[4]].group:
             return False
+        try:
+            self._check(parts[5:], msg.payload)
+        except AgentError as exc:
+            self.peers.refuse("federation", msg.topic, str(exc))
+            return True
         if not self.closed:
             self.executor.submit(self._guard, self._on_message, parts[4], parts[5:], msg.payload)
         return True
+
+    def _check(self, tail: list[str], payload: bytes) -> None:
+        """Refuse a message whose sender is not who its topic says, or (with a roster) that
+        its roster key did not sign: rounds by their coordinator, updates and keys by the agent
+        in the topic."""
+        if not payload:
+            return
+        data = wire.load_object(payload, "fl message")
+        if tail == ["round"]:
+            sender = data.get("coordinator")
+        elif len(tail) == 2 and tail[0] in ("update", "key"):
+            sender = tail[1]
+            if data.get("agent") != sender:
+                raise AgentError(f"{tail[0]} of {data.get('agent')!r} on the topic of {sender!r}")
+        else:
+            raise AgentError("not a federation topic")
+        self.peers.trust.check(data, sender if isinstance(sender, str) else "",
+                               f"fl {tail[0]} of {sender}")
 
     def start(self) -> None:
         """Embed each member's data (slow), then publish the keys of secure federations."""
@@ -272,7 +297,12 @@ class FederationService:
                     continue
                 message = f.coordinator.current
             else:
-                next_message = f.coordinator.tick(now, members)
+                try:
+                    next_message = f.coordinator.tick(now, members)
+                except Exception:  # a round that fails is over, not retried every second
+                    log.exception("policy %s: federation stopped", f.policy.name)
+                    f.coordinator, f.ended_at = None, now
+                    continue
                 if next_message is None:
                     if f.coordinator.done and f.coordinator.failed:
                         log.warning("policy %s: federation stopped: %s", f.policy.name,
@@ -286,8 +316,12 @@ class FederationService:
     def _begin(self, f: PolicyFederation, now: float, members: list[str]) -> Coordinator | None:
         """A coordinator for a new federation, or one taking over the last; None if not due."""
         last = f.last
+        robust = f.policy.peers.robust if f.policy.peers is not None else None
         settings = FlSettings(rounds=f.fed.rounds, epochs=f.fed.epochs, lr=f.fed.lr,
-                              deadline=f.fed.deadline, secure=f.fed.secure)
+                              deadline=f.fed.deadline, secure=f.fed.secure,
+                              max_count=f.fed.max_count or 2 * f.fed.examples,
+                              robust=None if robust is None else Robust(robust.method,
+                                                                        robust.trim))
         classes = list(f.policy.actuators[0].actions)
         dim = int(np.asarray(f.member.x).shape[1]) if f.member is not None else 0
         if f.ended_at is not None and now - f.ended_at < f.fed.every:
