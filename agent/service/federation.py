@@ -154,7 +154,7 @@ class FederationService:
         in the topic."""
         if not payload:
             return
-        data = wire.load_object(payload, "fl message")
+        data = wire.load_object(payload, f"fl {tail[0]}")
         if tail == ["round"]:
             sender = data.get("coordinator")
         elif len(tail) == 2 and tail[0] in ("update", "key"):
