@@ -19,7 +19,12 @@ Exactly one publication per window:
   command;
 - every member listens to ``{p}/decisions/{policy}`` and ``{p}/decisions/{policy}/none`` and
   marks a window settled when its outcome appears there (:meth:`GroupTracker.seen`); a
-  settled window is never published again;
+  settled window is never published again. Only an outcome published by the current leader
+  settles a window, and only a window that has a round here or lies within one window of
+  now (so forged outcomes of future windows cannot silence the group, and what is kept for
+  windows not yet opened stays a handful);
+- a result counts only from an online member of the group (:class:`Membership`), at most
+  one per member, so a round holds at most as many results as the group has members;
 - a closed, unsettled round stays pending for ``grace`` seconds (default: ``every``). When the
   leader dies before publishing, the broker publishes its last will (at once on a broken
   connection, after 1.5 keep-alives on a silent one, plus the will delay if one is set); the

@@ -16,6 +16,9 @@ newcomer is not eligible to lead until it has been up ``settle`` seconds (its st
 it missed; if no member is eligible, the lowest online id leads anyway. ``stale_after``
 (optional) drops an agent whose status has not been refreshed for that long, for brokers
 that lost a will (a crash without persistence).
+
+At most :data:`MAX_PEERS` agents are known at once. With a roster, the service admits only
+statuses signed by the agent of their topic (:mod:`agent.peers.trust`) before they get here.
 """
 
 from __future__ import annotations

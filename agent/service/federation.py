@@ -20,6 +20,12 @@ For every policy with ``peers: {group: G, federated: {...}}`` (engine ``embed``)
 - When the leader dies mid-federation, the next leader resumes from the retained round
   message (same round, next attempt, the members online now).
 
+Who sent what (:mod:`agent.peers.trust`): an update or key must name the agent of its topic,
+a round its coordinator; with a roster each must carry that agent's signature, and this agent
+signs what it publishes. Refusals are logged and counted (status ``peers.refused``).
+``peers.robust`` averages the updates coordinate-wise instead of by count, and every round
+announces the largest count it takes (``federated.max_count``, default twice ``examples``).
+
 All of it runs on one thread of its own (embedding and training take seconds), fed by the
 MQTT thread and a 1-second tick; nothing here blocks ingest or decisions.
 """
@@ -41,6 +47,7 @@ from agent.errors import AgentError
 from agent.mqtt import Message
 from agent.peers import fedavg as fa
 from agent.peers import wire
+from agent.peers.membership import MAX_PEERS
 from agent.peers.robust import Robust
 from agent.peers.rounds import (
     Coordinator,
@@ -245,6 +252,8 @@ class FederationService:
             agent, public = parse_key(payload)
             if agent != tail[1]:
                 raise AgentError(f"key of {agent} published on the topic of {tail[1]}")
+            if agent not in f.publics and len(f.publics) >= MAX_PEERS:
+                raise AgentError(f"key of {agent}: already {MAX_PEERS} keys known")
             f.publics[agent] = public
             if f.member is not None:
                 f.member.publics[agent] = public

@@ -6,6 +6,15 @@ decision (mean or vote, quorum, deadline); only the leader — the lowest id amo
 members, from the retained status topics — publishes the decision and sends the one command,
 whose id and nonce derive from the decision's id, so a leader taking over can never send the
 same decision under a second id.
+
+Who counts (:mod:`agent.peers.trust`). A result must name the agent of its topic and come from
+an online member (membership is what statuses say, never what a result claims); an outcome
+must come from the current leader and be for a window within one of now. With a roster
+(``security.roster_file``), statuses, results and outcomes must also carry the signature of the
+roster key of that agent, unsigned ones included, and an online status must be newer than the
+last one and no older than ``3 x status_interval`` (a replay cannot revive a dead member).
+Every refusal is logged and counted (``peers.refused`` in this agent's status). Without a
+roster the group trusts anyone on the broker, and the agent says so at start.
 """
 
 from __future__ import annotations
