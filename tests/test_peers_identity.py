@@ -129,3 +129,34 @@ def test_a_roster_needs_an_identity(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="security: roster_file needs identity_key_file"):
         peered_config(tmp_path, roster_file=str(tmp_path / "roster.yaml"))
+
+
+def test_with_a_roster_a_replayed_or_cleared_status_changes_nothing(tmp_path: Path) -> None:
+    from agent.mqtt import Message
+
+    roster, keys = peer_identities(tmp_path / "site", ["a1", "a2"])
+    config = peered_config(tmp_path, identity_key_file=str(keys["a1"]),
+                           roster_file=str(roster))
+    now = [1000.0]
+    service = PeerService(config, "a1", publish=print, act=print, clock=lambda: now[0])
+    a2 = Identity.load("a2", keys["a2"])
+
+    def status(state: str, ts: float) -> bytes:
+        data = {"state": state, "ts": ts, "groups": ["livingroom"], "uptime_s": 100.0}
+        return json.dumps(a2.sign(data)).encode()
+
+    def deliver(payload: bytes) -> None:
+        assert service.handle(Message("edge/agents/a2/status", payload, 1, 0, now[0], 0))
+
+    old = status("online", 999.0)
+    deliver(old)
+    assert service.membership.members("livingroom") == ["a2"]
+    deliver(status("offline", 900.0))  # its will, made at its start: believed
+    assert service.membership.members("livingroom") == []
+    deliver(old)  # the attacker replays an online status it saw
+    deliver(b"")  # and clears the retained one
+    deliver(status("online", 1000.0 - 3600))  # an hour old (stale_after is 90 s)
+    assert service.membership.members("livingroom") == []
+    assert service.trust.refused["status"] == 3
+    deliver(status("online", 1000.0))
+    assert service.membership.members("livingroom") == ["a2"]

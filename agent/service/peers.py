@@ -126,8 +126,8 @@ class PeerService:
                 # a replayed old status must not bring a dead agent back
                 if ts <= self._status_ts.get(agent, float("-inf")):
                     raise AgentError(f"status of {agent}: not newer than the last one")
-                if self.clock() - ts > self.stale_after:
-                    raise AgentError(f"status of {agent}: {self.clock() - ts:.0f}s old")
+                if abs(self.clock() - ts) > self.stale_after:  # clocks are synchronised
+                    raise AgentError(f"status of {agent}: ts is {ts - self.clock():+.0f}s off")
                 self._status_ts[agent] = ts
             self.membership.apply(agent, payload)
 
