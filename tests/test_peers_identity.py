@@ -153,7 +153,8 @@ def test_with_a_roster_a_replayed_or_cleared_status_changes_nothing(tmp_path: Pa
     assert service.membership.members("livingroom") == ["a2"]
     deliver(status("offline", 900.0))  # its will, made at its start: believed
     assert service.membership.members("livingroom") == []
-    deliver(old)  # the attacker replays an online status it saw
+    deliver(old)  # the attacker replays the last online status it saw: no news
+    deliver(status("online", 998.0))  # or an older one
     deliver(b"")  # and clears the retained one
     deliver(status("online", 1000.0 - 3600))  # an hour old (stale_after is 90 s)
     assert service.membership.members("livingroom") == []

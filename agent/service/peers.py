@@ -36,6 +36,7 @@ from agent.peers.robust import Robust
 from agent.peers.trust import Trust
 
 log = logging.getLogger(__name__)
+LOG_EVERY = 10.0  # seconds between two warnings about refused messages of one kind
 
 
 class PeerService:
@@ -65,6 +66,7 @@ class PeerService:
                 robust=None if robust is None else Robust(robust.method, robust.trim))
         self.rejected = 0
         self._status_ts: dict[str, float] = {}  # newest signed online status per agent
+        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last warning, since then)
         if self.trackers and not self.trust.enforcing:
             log.warning(
                 "peer group(s) %s trust anyone who can publish on the broker: any client can "
@@ -107,9 +109,20 @@ class PeerService:
         return True
 
     def refuse(self, kind: str, topic: str, why: str) -> None:
+        """Count a refused message; warn about it, at most every LOG_EVERY seconds per kind
+        (a flood of forgeries must not flood the log too)."""
         self.rejected += 1
         self.trust.count(kind)
-        log.warning("ignoring a peer message on %s: %s", topic, why)
+        now = time.monotonic()
+        with self.lock:
+            last, skipped = self._logged.get(kind, (float("-inf"), 0))
+            if now - last < LOG_EVERY:
+                self._logged[kind] = (last, skipped + 1)
+                log.debug("ignoring a peer message on %s: %s", topic, why)
+                return
+            self._logged[kind] = (now, 0)
+        more = f" ({skipped} more {kind} messages refused before it)" if skipped else ""
+        log.warning("ignoring a peer message on %s: %s%s", topic, why, more)
 
     def _status(self, agent: str, payload: bytes) -> None:
         if not self.trust.enforcing:
@@ -124,8 +137,11 @@ class PeerService:
         with self.lock:
             if data.get("state") == "online":
                 # a replayed old status must not bring a dead agent back
-                if ts <= self._status_ts.get(agent, float("-inf")):
-                    raise AgentError(f"status of {agent}: not newer than the last one")
+                last = self._status_ts.get(agent, float("-inf"))
+                if ts == last:
+                    return  # the same status again (retained and live copies): no news
+                if ts < last:
+                    raise AgentError(f"status of {agent}: older than the last one")
                 if abs(self.clock() - ts) > self.stale_after:  # clocks are synchronised
                     raise AgentError(f"status of {agent}: ts is {ts - self.clock():+.0f}s off")
                 self._status_ts[agent] = ts
