@@ -215,7 +215,7 @@ def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
 @click.option(
     "--update",
@@ -224,15 +224,24 @@ def audit(config: str, limit: int, policy: str | None, as_json: bool) -> None:
     "operator's machine, for model push --key) and PATH.pub (security.update_public_key_file "
     "on every agent).",
 )
-def keygen(path: str, force: bool, update: bool) -> None:
+@click.option("--identity", "identity", type=click.Path(dir_okay=False),
+              help="Instead: write this agent's own Ed25519 key pair (security."
+                   "identity_key_file) to IDENTITY (0600) and its public key to IDENTITY.pub, "
+                   "the line to add to the site roster.")
+def keygen(path: str | None, force: bool, update: bool, identity: str | None) -> None:
     """Write a new random command-signing key to PATH (mode 0600) for security.command_key_file;
-    give the same file to every agent and actuator of a site. With --update, the model-update
-    key pair instead."""
+    give the same file to every agent and actuator of a site. With --update, the operator's
+    model-update key pair; with --identity, this agent's own peer key pair."""
+    from agent.policy.signing import generate_key_file
+
+    if identity is not None:
+        _keygen_identity(Path(identity), force)
+        return
+    if path is None:
+        raise click.UsageError("give PATH (the command key), --update PATH or --identity PATH")
     if update:
         _keygen_update(Path(path), force)
         return
-    from agent.policy.signing import generate_key_file
-
     try:
         generate_key_file(Path(path), overwrite=force)
     except (AgentError, OSError) as exc:
@@ -272,6 +281,18 @@ def _keygen_update(path: Path, force: bool) -> None:
         f"wrote the private update key to {path} (keep it on this machine) and its public key "
         f"to {public} (copy it to every agent as security.update_public_key_file)"
     )
+
+
+def _keygen_identity(path: Path, force: bool) -> None:
+    from agent.peers.identity import write_identity
+
+    try:
+        public = write_identity(path, overwrite=force)
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote the private key to {path} (keep it on this agent) and the public key to "
+               f"{path}.pub; add this line, with the agent's id, to the site roster:\n"
+               f"<agent id>: {public}")
 
 
 @cli.group()

@@ -330,6 +330,19 @@ class SecuritySection(_Section):
     # without it the agent takes no model updates
     update_public_key_file: Path | None = None
 
+    # this agent's own Ed25519 key (edge-agent keygen --identity PATH): signs its peer messages
+    identity_key_file: Path | None = None
+    # the site roster (agent id -> public key): with it, only signed peer messages count
+    roster_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _roster_needs_identity(self) -> SecuritySection:
+        if self.roster_file is not None and self.identity_key_file is None:
+            raise ValueError("roster_file needs identity_key_file (this agent's own key, "
+                             "made with edge-agent keygen --identity PATH), or the other "
+                             "members refuse what this agent sends")
+        return self
+
 
 # short codes people write -> home-assistant-intents' own codes
 LANGUAGE_ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-tw": "zh-TW",
@@ -466,6 +479,9 @@ class FederatedConfig(_Section):
     heldout: int = Field(default=60, ge=10)  # generated held-out cases per member
     secure: bool = False  # pairwise masks: the leader sees only the sum of the updates
     dp: DpConfig | None = None
+    # the most examples one member's update may claim (default: 2 x examples); a round
+    # announces it and refuses updates that claim more
+    max_count: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _secure(self) -> FederatedConfig:
@@ -475,12 +491,28 @@ class FederatedConfig(_Section):
         return self
 
 
+class RobustConfig(_Section):
+    """Coordinate-wise robust averaging of the members' score vectors (method mean) and of
+    their federated updates: one member cannot pull the result further than the others let."""
+
+    method: Literal["trimmed-mean", "median"] = "trimmed-mean"
+    trim: float = Field(default=0.2, ge=0, lt=0.5)  # share cut from each end (trimmed-mean)
+
+
 class PeersConfig(_Section):
     group: TopicWord
     method: Literal["mean", "vote"] = "mean"
     quorum: int = Field(default=1, ge=1)
     deadline: Duration = 5.0
     federated: FederatedConfig | None = None
+    robust: RobustConfig | None = None
+
+    @model_validator(mode="after")
+    def _robust_not_secure(self) -> PeersConfig:
+        if self.robust is not None and self.federated is not None and self.federated.secure:
+            raise ValueError("robust averaging needs each update, secure aggregation hides "
+                             "them: use one of robust or federated.secure")
+        return self
 
 
 class PolicyConfig(_Section):

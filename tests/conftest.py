@@ -190,3 +190,18 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
     for a in made:
         if a.alive():
             a.kill()
+
+
+def peer_identities(directory: Path, agents: list[str]) -> tuple[Path, dict[str, Path]]:
+    """What an operator does for a site: ``edge-agent keygen --identity`` on every agent and a
+    roster listing their public keys. Returns (the roster file, each agent's private key file)."""
+    from agent.peers.identity import write_identity
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keys, lines = {}, []
+    for agent in agents:
+        keys[agent] = directory / f"{agent}.key"
+        lines.append(f"{agent}: {write_identity(keys[agent], overwrite=True)}")
+    roster = directory / "roster.yaml"
+    roster.write_text("\n".join(lines) + "\n")
+    return roster, keys

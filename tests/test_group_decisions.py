@@ -1,4 +1,5 @@
-"""Four real agents on one broker decide as one group: one decision and one command per window."""
+"""Four real agents on one broker, each with its own key and one roster, decide as one group:
+one decision and one command per window."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 from agent.broker import Mosquitto
 from agent.config import read_yaml
 from agent.policy.signing import generate_key_file, load_key, verify
-from tests.conftest import EXAMPLE_CONFIG, AgentProcess, Collector, wait_for
+from tests.conftest import EXAMPLE_CONFIG, AgentProcess, Collector, peer_identities, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -24,11 +25,13 @@ DECISIONS = "edge/decisions/climate"
 SET = "edge/actuators/livingroom-hvac/hvac/set"
 
 
-def member_config(tmp_path: Path, port: int, agent_id: str, key: Path) -> Path:
+def member_config(tmp_path: Path, port: int, agent_id: str, key: Path,
+                  site: tuple[Path, dict[str, Path]]) -> Path:
     data = read_yaml(EXAMPLE_CONFIG.read_text())
     data["agent"].update(id=agent_id, data_dir=str(tmp_path / agent_id), status_interval="1s")
     data["mqtt"].update(port=port, reconnect={"min_delay": "1s", "max_delay": "2s"})
-    data["security"]["command_key_file"] = str(key)
+    data["security"].update(command_key_file=str(key), roster_file=str(site[0]),
+                            identity_key_file=str(site[1][agent_id]))
     policy = data["policies"][0]
     policy.update(engine="rules", every="3s",
                   peers={"group": "livingroom", "method": "mean", "quorum": 3,
@@ -47,7 +50,9 @@ def test_a_group_of_four_decides_once_per_window_and_survives_its_leader(
     generate_key_file(key)
     watch = collector_factory(broker.port, "edge/agents/+/status", "edge/agents/+/results/#",
                               DECISIONS, SET)
-    agents = {a: agent_factory(member_config(tmp_path, broker.port, a, key)) for a in AGENTS}
+    site = peer_identities(tmp_path / "site", AGENTS)
+    agents = {a: agent_factory(member_config(tmp_path, broker.port, a, key, site))
+              for a in AGENTS}
     wait_for(lambda: {s["groups"] == ["livingroom"] and s["state"] == "online" and a
                       for a in AGENTS for s in watch.on(f"edge/agents/{a}/status")[-1:]}
              >= set(AGENTS), timeout=90, what="four agents online")
@@ -83,6 +88,7 @@ def test_a_group_of_four_decides_once_per_window_and_survives_its_leader(
     assert all(verify(c, load_key(key)) for c in commands)
     assert {c["agent"] for c in commands} <= {"a1", "a2"}
     assert len(commands) <= len(decisions)  # at most one command per group decision
+    assert all(d["signer"] == d["leader"] for d in decisions)  # signed by who published it
 
 
 def check_mean(watch: Collector, decision: dict[str, Any]) -> None:

@@ -109,7 +109,7 @@ class Peer:
                 reason = self.tracker.offer(parse_result(payload), now, self.membership)
                 assert reason is None, reason
             elif payload:
-                self.tracker.seen(parse_outcome(payload))
+                self.tracker.seen(parse_outcome(payload), now, self.membership)
 
     def _tick_loop(self) -> None:
         while self.running:

@@ -145,7 +145,7 @@ def test_every_member_computes_the_decision_and_only_the_leader_publishes_it() -
     outcomes = [t.rounds[100].outcome for t in trackers.values()]
     assert all(o == outcomes[0] for o in outcomes)  # the same at every member
     for t in trackers.values():
-        t.seen(decision)
+        assert t.seen(decision, clock.now, m) is None
     clock.now += 100
     assert all(t.tick(clock.now, m) == [] for t in trackers.values())  # never again
 
@@ -172,7 +172,8 @@ def test_a_window_the_dead_leader_did_publish_is_not_published_again() -> None:
     m = membership(clock, "a", "b")
     trackers = {x: tracker(x) for x in "ab"}
     published = run_window(trackers, m, clock, 1000.0, ["a", "b"])
-    trackers["b"].seen(published["a"][0])  # delivered before a's will (same connection)
+    # delivered before a's will (same connection)
+    trackers["b"].seen(published["a"][0], clock.now, m)
     m.apply("a", status("offline"))
     clock.now += 1
     assert trackers["b"].tick(clock.now, m) == []
@@ -196,8 +197,10 @@ def test_a_pending_decision_expires_after_the_grace() -> None:
 def test_a_decision_seen_before_the_round_opened_settles_it() -> None:
     clock = Clock(1000.0)
     m = membership(clock, "a", "b")
-    t = tracker("a")
-    t.seen(NoDecision("climate", 1000.0, "r", (), "mean", 2, group="g", window=100))
+    t = tracker("b")
+    outcome = NoDecision("climate", 1000.0, "r", (), "mean", 2, group="g", window=100,
+                         leader="a")
+    assert t.seen(outcome, clock.now, m) is None
     t.offer(result("b", 1000.0), clock.now, m)
     t.offer(result("a", 1000.0), clock.now, m)
     clock.now += DEADLINE
@@ -209,7 +212,8 @@ def test_results_from_outside_the_group_or_time_are_refused() -> None:
     m = membership(clock, "a")
     m.apply("x", json.dumps({"state": "online", "groups": ["other"]}).encode())
     t = tracker("a")
-    assert t.offer(result("x", 1000.0), clock.now, m) == "x is not a member of group 'g'"
+    assert t.offer(result("x", 1000.0), clock.now, m) == (
+        "x is not an online member of group 'g'")
     tagged = Result(
         "y",
         "climate",
@@ -221,7 +225,8 @@ def test_results_from_outside_the_group_or_time_are_refused() -> None:
         {"cool": 1.0, "heat": 0.0, "off": 0.0},
         group="g",
     )
-    assert t.offer(tagged, clock.now, m) is None  # says its group itself
+    # saying its group itself makes nobody a member: membership is what statuses say
+    assert t.offer(tagged, clock.now, m) == "y is not an online member of group 'g'"
     assert "in the future" in (t.offer(result("a", 1100.0), clock.now, m) or "")
     # e.g. queued for a persistent session while we were away: never opens a round
     assert "stale" in (t.offer(result("a", 980.0), clock.now, m) or "")
@@ -240,3 +245,23 @@ def test_a_member_that_missed_the_deadline_is_left_out(method: str) -> None:
     (decision,) = t.tick(clock.now, m)
     assert decision.members == ("a", "b")
     assert t.offer(result("c", 1000.0), clock.now, m) == "late: window 100 closed"
+
+
+def test_only_the_leader_settles_and_only_windows_near_now() -> None:
+    clock = Clock(1000.0)
+    m = membership(clock, "a", "b")
+    t = tracker("b")
+
+    def outcome(window: int, leader: str | None) -> NoDecision:
+        return NoDecision("climate", 1000.0, "r", (), "mean", 2, group="g", window=window,
+                          leader=leader)
+
+    assert "the leader is 'a'" in (t.seen(outcome(100, "z"), clock.now, m) or "")
+    assert "the leader is 'a'" in (t.seen(outcome(100, None), clock.now, m) or "")
+    for future in range(102, 1102):  # forged outcomes of every future window
+        assert "now is window 100" in (t.seen(outcome(future, "a"), clock.now, m) or "")
+    assert t.seen(outcome(101, "a"), clock.now, m) is None  # the next window: a may be early
+    assert len(t._settled_early) == 1
+    clock.now += 5 * EVERY
+    t.tick(clock.now, m)
+    assert t._settled_early == set()  # nothing kept for windows that are over

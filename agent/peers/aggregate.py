@@ -15,6 +15,9 @@ so independent of order), members are sorted by id, and every tie has a fixed ru
 - ``value``: the mean of the values of the members whose own action is the group's action
   and who gave one; None if none did.
 - Fewer results than ``quorum``: :class:`NoDecision` with the reason.
+- ``robust`` (``peers.robust``, method ``mean`` only): the scores are the coordinate-wise
+  median or trimmed mean of the members' scores (:mod:`agent.peers.robust`), renormalised to
+  sum 1, so that a few members cannot outvote the rest by extreme scores.
 
 Wire (SPEC 6, ``{p}/decisions/{policy}``, QoS 1, retained): ``policy, ts, action, value,
 scores, members, method, quorum``. Added (compatible, new fields): ``group``, ``window`` (the
@@ -33,8 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from agent.errors import AgentError
 from agent.peers import wire
+from agent.peers.robust import Robust
 
 Method = Literal["mean", "vote"]
 METHODS: tuple[Method, ...] = ("mean", "vote")
@@ -232,6 +238,7 @@ def aggregate(
     weighted: bool = False,
     policy: str | None = None,
     ts: float | None = None,
+    robust: Robust | None = None,
 ) -> Outcome:
     """The group's decision from at most one result per member (see the module docstring).
 
@@ -248,6 +255,8 @@ def aggregate(
     weights = _weights(ordered, weighted)
     if method == "mean":
         scores = _mean(ordered, weights, actions)
+        if robust is not None:
+            scores = _robust_mean(ordered, actions, robust) or scores
         action = _best(actions, scores, dict.fromkeys(actions, 0.0))
     else:
         pairs = list(zip(ordered, weights, strict=True))
@@ -303,6 +312,18 @@ def _mean(
     total = math.fsum(weights)
     pairs = list(zip(results, weights, strict=True))
     return {a: math.fsum(w * r.scores[a] for r, w in pairs) / total for a in actions}
+
+
+def _robust_mean(
+    results: Sequence[Result], actions: Sequence[str], robust: Robust
+) -> dict[str, float] | None:
+    """Coordinate-wise robust scores, renormalised to sum 1 (None if they are all zero)."""
+    rows = np.array([[r.scores[a] for a in actions] for r in results], dtype=np.float64)
+    combined = [float(v) for v in robust.combine(rows)]
+    total = math.fsum(combined)
+    if not total > 0:
+        return None
+    return {a: v / total for a, v in zip(actions, combined, strict=True)}
 
 
 def _best(actions: Sequence[str], primary: Mapping[str, float], second: Mapping[str, float]) -> str:

@@ -19,7 +19,12 @@ Exactly one publication per window:
   command;
 - every member listens to ``{p}/decisions/{policy}`` and ``{p}/decisions/{policy}/none`` and
   marks a window settled when its outcome appears there (:meth:`GroupTracker.seen`); a
-  settled window is never published again;
+  settled window is never published again. Only an outcome published by the current leader
+  settles a window, and only a window that has a round here or lies within one window of
+  now (so forged outcomes of future windows cannot silence the group, and what is kept for
+  windows not yet opened stays a handful);
+- a result counts only from an online member of the group (:class:`Membership`), at most
+  one per member, so a round holds at most as many results as the group has members;
 - a closed, unsettled round stays pending for ``grace`` seconds (default: ``every``). When the
   leader dies before publishing, the broker publishes its last will (at once on a broken
   connection, after 1.5 keep-alives on a silent one, plus the will delay if one is set); the
@@ -42,6 +47,7 @@ from dataclasses import replace
 
 from agent.peers.aggregate import Method, NoDecision, Outcome, Result, aggregate
 from agent.peers.membership import Membership
+from agent.peers.robust import Robust
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,7 @@ class GroupRound:
         quorum: int,
         actions: Sequence[str],
         weighted: bool = False,
+        robust: Robust | None = None,
     ) -> None:
         self.group = group
         self.policy = policy
@@ -76,6 +83,7 @@ class GroupRound:
         self.quorum = quorum
         self.actions = list(actions)
         self.weighted = weighted
+        self.robust = robust
         self.results: dict[str, Result] = {}
         self.outcome: Outcome | None = None
         self.closed_at: float | None = None
@@ -110,6 +118,7 @@ class GroupRound:
                 self.actions,
                 weighted=self.weighted,
                 policy=self.policy,
+                robust=self.robust,
             )
             self.outcome = replace(outcome, group=self.group, window=self.window)
             self.closed_at = now
@@ -144,6 +153,7 @@ class GroupTracker:
         quorum: int,
         weighted: bool = False,
         grace: float | None = None,
+        robust: Robust | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.group = group
@@ -155,6 +165,7 @@ class GroupTracker:
         self.quorum = quorum
         self.weighted = weighted
         self.grace = every if grace is None else grace
+        self.robust = robust
         self.rounds: dict[int, GroupRound] = {}
         self.horizon: int | None = None  # windows up to here are over
         self._settled_early: set[int] = set()  # outcomes seen before our round opened
@@ -165,11 +176,12 @@ class GroupTracker:
         """File a result under its window; the reason it was refused, or None."""
         if result.policy != self.policy:
             return f"policy {result.policy!r} is not {self.policy!r}"
-        in_group = result.group == self.group or (
-            result.group is None and self.group in membership.groups_of(result.agent)
-        )
-        if not in_group:
-            return f"{result.agent} is not a member of group {self.group!r}"
+        # membership is what the (signed) statuses say, never what a result claims: results
+        # of agents that are not online members cannot fill a quorum or outvote the group
+        if result.group not in (None, self.group):
+            return f"result for group {result.group!r}, not {self.group!r}"
+        if self.group not in membership.groups_of(result.agent):
+            return f"{result.agent} is not an online member of group {self.group!r}"
         window = window_of(result.window_end, self.every)
         if self.horizon is not None and window <= self.horizon:
             return f"late: window {window} is over"
@@ -189,22 +201,34 @@ class GroupTracker:
                 quorum=self.quorum,
                 actions=self.actions,
                 weighted=self.weighted,
+                robust=self.robust,
             )
             if window in self._settled_early:
                 round_.mark_settled()
         return round_.offer(result)
 
-    def seen(self, outcome: Outcome) -> None:
-        """An outcome published by any member (ourselves included)."""
+    def seen(self, outcome: Outcome, now: float, membership: Membership) -> str | None:
+        """An outcome published on the wire (ourselves included); the reason it was refused,
+        or None. Only the group's current leader settles a window, and only a window that
+        has a round here or lies within one window of now: a forged outcome for a future
+        window cannot stop the group from deciding it."""
         if outcome.group != self.group or outcome.policy != self.policy:
-            return
+            return f"outcome of {outcome.group}/{outcome.policy}"
         if outcome.window is None:
-            return
+            return "outcome without a window"
+        leader = membership.leader(self.group)
+        if outcome.leader not in (leader, self.agent_id):
+            return f"outcome published by {outcome.leader!r}, the leader is {leader!r}"
         round_ = self.rounds.get(outcome.window)
         if round_ is not None:
             round_.mark_settled()
-        elif self.horizon is None or outcome.window > self.horizon:
+            return None
+        current = window_of(now, self.every)
+        if not current - 1 <= outcome.window <= current + 1:
+            return f"outcome for window {outcome.window}, now is window {current}"
+        if self.horizon is None or outcome.window > self.horizon:
             self._settled_early.add(outcome.window)
+        return None
 
     def tick(self, now: float, membership: Membership) -> list[Outcome]:
         """Close the rounds that are due; return the outcomes this member must publish now
@@ -243,5 +267,7 @@ class GroupTracker:
                 )
             del self.rounds[window]
             self.horizon = window if self.horizon is None else max(self.horizon, window)
+        oldest = window_of(now, self.every) - 2  # no round can open before it (see offer)
         if self.horizon is not None:
-            self._settled_early = {w for w in self._settled_early if w > self.horizon}
+            oldest = max(oldest, self.horizon + 1)
+        self._settled_early = {w for w in self._settled_early if w >= oldest}

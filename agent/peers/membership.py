@@ -16,6 +16,9 @@ newcomer is not eligible to lead until it has been up ``settle`` seconds (its st
 it missed; if no member is eligible, the lowest online id leads anyway. ``stale_after``
 (optional) drops an agent whose status has not been refreshed for that long, for brokers
 that lost a will (a crash without persistence).
+
+At most :data:`MAX_PEERS` agents are known at once. With a roster, the service admits only
+statuses signed by the agent of their topic (:mod:`agent.peers.trust`) before they get here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from agent.errors import AgentError
 from agent.peers import wire
 
 log = logging.getLogger(__name__)
+MAX_PEERS = 1024  # statuses of more distinct agents than this are refused (a flood, no roster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +99,17 @@ class Membership:
             if self._peers.pop(agent, None) is not None:
                 log.info("peer %s went offline", agent)
             return
+        if agent not in self._peers and len(self._peers) >= MAX_PEERS:
+            raise AgentError(f"status of {agent}: already {MAX_PEERS} peers known")
         if agent not in self._peers:
             log.info("peer %s is online (groups %s)", agent, ", ".join(sorted(groups)) or "none")
         self._peers[agent] = Peer(agent, groups, self.clock(), uptime)
+
+    def retain(self, agents: frozenset[str] | set[str]) -> None:
+        """Forget every agent not in ``agents`` (a roster reloaded without them)."""
+        for agent in [a for a in self._peers if a not in agents]:
+            del self._peers[agent]
+            log.info("peer %s is no longer in the roster", agent)
 
     def _alive(self, peer: Peer, now: float) -> bool:
         return self.stale_after is None or now - peer.received <= self.stale_after

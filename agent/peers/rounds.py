@@ -45,6 +45,15 @@ The protocol. The coordinator is the group's leader (:meth:`Membership.leader`).
 - A new coordinator (the leader died) resumes from the retained round message: the same
   round as the next attempt, with the members it sees online.
 - Raw readings and embeddings never leave a member: only parameters, moments and counts.
+
+Bounds (one member must not steer or stall the federation). Every round message announces
+``"max_count"`` (compatible new field): an update claiming more examples is refused (an honest
+member sends ``min(its count, max_count)``), as is one whose values are not finite or larger
+than :data:`MAX_ABS`. With ``robust`` set, plain rounds are averaged coordinate-wise by
+trimmed mean or median, ignoring the counts. A round that cannot be averaged is a failed
+attempt (at most ``max_attempts``), never retried on every tick. Signatures and the agent in
+the topic are checked by the service before a message reaches these handlers
+(:mod:`agent.peers.trust`).
 """
 
 from __future__ import annotations
@@ -60,12 +69,15 @@ import numpy as np
 from agent.errors import AgentError
 from agent.peers import fedavg as fa
 from agent.peers import wire
+from agent.peers.robust import Robust
 from agent.policy.head import SoftmaxHead
 
 log = logging.getLogger(__name__)
 
 Stage = Literal["moments", "train", "final"]
 MIN_SECURE = 3
+MAX_COUNT = 1 << 31  # no member has more examples than this; bigger claims are refused
+MAX_ABS = 1e6  # no parameter or moment of an honest update is this large
 STAGES: tuple[Stage, ...] = ("moments", "train", "final")
 
 
@@ -105,6 +117,7 @@ class RoundMessage:
     scale: str | None = None
     weights: str | None = None
     size: int | None = None  # a vector federation: the length of its parameter vector
+    max_count: int | None = None  # the most examples one member's update may claim
 
     @property
     def layout(self) -> fa.Layout:
@@ -158,6 +171,8 @@ class RoundMessage:
         }
         if self.size is not None:
             data["size"] = self.size
+        if self.max_count is not None:
+            data["max_count"] = self.max_count
         return wire.dumps(data)
 
 
@@ -209,6 +224,8 @@ def parse_round(payload: bytes) -> RoundMessage:
         scale=_optional_text(data, "scale", what),
         weights=_optional_text(data, "weights", what),
         size=None if data.get("size") is None else wire.integer(data, "size", what, minimum=1),
+        max_count=None if data.get("max_count") is None
+        else wire.integer(data, "max_count", what, minimum=1),
     )
     if message.size is not None:  # a vector federation: weights only, from round 1 on
         if message.stage == "moments" or message.weights is None:
@@ -257,6 +274,8 @@ def parse_update(payload: bytes) -> UpdateMessage:
     if not isinstance(masked, bool):
         raise AgentError(f"{what}: masked must be true or false, got {masked!r}")
     count = None if masked else wire.integer(data, "count", what, minimum=1)
+    if count is not None and count > MAX_COUNT:
+        raise AgentError(f"{what}: count {count} is not a number of examples")
     return UpdateMessage(
         group=wire.word(data, "group", what),
         policy=wire.word(data, "policy", what),
@@ -291,9 +310,12 @@ class FlSettings:
     deadline: float = 30.0  # seconds a round waits for updates
     secure: bool = False
     max_attempts: int = 3  # a round nobody (or, when secure, too few) answers is tried again
+    max_count: int = 100_000  # announced in every round: the most one update may claim
+    robust: Robust | None = None  # coordinate-wise robust average instead of FedAvg by count
 
     def __post_init__(self) -> None:
-        bad = self.rounds < 1 or self.epochs < 1 or self.max_attempts < 1
+        bad = self.rounds < 1 or self.epochs < 1 or self.max_attempts < 1 or self.max_count < 1
+        bad = bad or (self.secure and self.robust is not None)
         if bad or not self.lr > 0 or not self.deadline > 0:
             raise AgentError(f"bad federated settings: {self}")
 
@@ -343,6 +365,7 @@ class Coordinator:
             classes=tuple(classes),
             dim=dim,
             size=size,
+            max_count=min(settings.max_count, MAX_COUNT),
         )
         self.started_at = 0.0
         self.updates: dict[str, UpdateMessage] = {}
@@ -364,10 +387,12 @@ class Coordinator:
 
     def resume(self, last: RoundMessage, now: float, members: Sequence[str]) -> RoundMessage:
         """Take over a federation from its retained round message (the old coordinator died)."""
-        self.settings = replace(self.settings, secure=last.secure, epochs=last.epochs, lr=last.lr)
+        self.settings = replace(self.settings, secure=last.secure, epochs=last.epochs, lr=last.lr,
+                                robust=None if last.secure else self.settings.robust)
         self.done = last.stage == "final"
         resumed = replace(
             last,
+            max_count=self.current.max_count,
             attempt=last.attempt + 1,
             coordinator=self.agent_id,
             ts=now,
@@ -404,7 +429,11 @@ class Coordinator:
             return f"second update of {update.agent}"
         if update.masked != cur.secure or update.stage != cur.stage:
             return "update does not match the round (masked or stage)"
-        self._decode(update)  # refuse undecodable data now, not at the deadline
+        if update.count is not None and cur.max_count is not None and (
+            update.count > cur.max_count
+        ):
+            return f"count {update.count} of {update.agent} is above the round's {cur.max_count}"
+        self._decode(update)  # refuse undecodable data now (AgentError), not at the deadline
         self.updates[update.agent] = update
         self.history[-1].up_bytes[update.agent] = len(payload)
         return None
@@ -416,7 +445,10 @@ class Coordinator:
     def _decode(self, update: UpdateMessage) -> fa.Array | fa.U64:
         if update.masked:
             return fa.decode_u64(update.data, self._size() + 1)
-        return fa.decode_floats(update.data, self._size())
+        values = fa.decode_floats(update.data, self._size())
+        if values.size and float(np.abs(values).max()) > MAX_ABS:
+            raise AgentError(f"a value is larger than {MAX_ABS:g}")
+        return values
 
     def due(self, now: float) -> bool:
         if not self.history or self.done:  # not started, or over
@@ -429,8 +461,16 @@ class Coordinator:
         the group's online members now (who is asked again after a failed attempt)."""
         if not self.due(now):
             return None
-        average = self._average()
         cur = self.current
+        try:
+            average = self._average()
+        except (AgentError, ArithmeticError, ValueError) as exc:
+            # a failed round is a failed attempt: it counts towards max_attempts like a
+            # round without enough updates, so it never repeats every tick
+            log.warning("fl %s/%s round %d.%d: cannot average: %s", cur.group, cur.policy,
+                        cur.round, cur.attempt, exc)
+            average = None
+            self.updates = {}
         if average is None:
             self.failures += 1
             if self.failures >= self.settings.max_attempts:
@@ -466,12 +506,17 @@ class Coordinator:
             total = fa.sum_masked(
                 [fa.decode_u64(u.data, self._size() + 1) for u in self.updates.values()]
             )
-            return fa.secure_average(total)[0]
+            average, count = fa.secure_average(total)
+            limit = (cur.max_count or MAX_COUNT) * len(self.updates)
+            if count > limit or not np.all(np.abs(average) <= MAX_ABS):
+                raise AgentError(f"the masked sum claims {count} examples (at most {limit}) "
+                                 f"or values above {MAX_ABS:g}")
+            return average
         ordered = [self.updates[a] for a in sorted(self.updates)]
-        return fa.fedavg(
-            [fa.decode_floats(u.data, self._size()) for u in ordered],
-            [u.count or 0 for u in ordered],
-        )
+        vectors = [fa.decode_floats(u.data, self._size()) for u in ordered]
+        if self.settings.robust is not None:
+            return self.settings.robust.combine(np.stack(vectors))
+        return fa.fedavg(vectors, [u.count or 0 for u in ordered])
 
     def _next(self, average: fa.Array, now: float, members: Sequence[str]) -> RoundMessage:
         cur = self.current
@@ -604,7 +649,7 @@ class Member:
         return fa.privatize(local, start, clip_norm=self.dp.clip, sigma=self.dp.sigma, rng=self.rng)
 
     def _encode(self, message: RoundMessage, vector: fa.Array) -> UpdateMessage | None:
-        count = len(self.labels)
+        count = min(len(self.labels), message.max_count or MAX_COUNT)
         if not message.secure:
             return _update_for(message, self.agent_id, count, False, fa.encode_floats(vector))
         seed_for = self._seeds(message)
@@ -694,7 +739,8 @@ class VectorMember:
                 local = fa.privatize(local, start, clip_norm=self.dp.clip, sigma=self.dp.sigma,
                                      rng=self.rng)
             self._cache[key] = local
-        return _update_for(message, self.agent_id, self.count, False,
+        count = min(self.count, message.max_count or MAX_COUNT)
+        return _update_for(message, self.agent_id, count, False,
                            fa.encode_floats(self._cache[key]))
 
     def _consider(self, message: RoundMessage) -> None:

@@ -178,6 +178,9 @@ class VectorFederation:
             else:
                 self.joined.pop(tail[-1], None)
         elif tail[-2] == "update" and payload and self.coordinator is not None:
+            claimed = wire.load_object(payload, "fl update").get("agent")
+            if claimed != tail[-1]:
+                raise AgentError(f"update of {claimed!r} on the topic of {tail[-1]!r}")
             why = self.coordinator.on_update(payload, self.clock())
             if why is not None:
                 log.info("federation %s: update of %s refused: %s", self.name, tail[-1], why)

@@ -20,6 +20,12 @@ For every policy with ``peers: {group: G, federated: {...}}`` (engine ``embed``)
 - When the leader dies mid-federation, the next leader resumes from the retained round
   message (same round, next attempt, the members online now).
 
+Who sent what (:mod:`agent.peers.trust`): an update or key must name the agent of its topic,
+a round its coordinator; with a roster each must carry that agent's signature, and this agent
+signs what it publishes. Refusals are logged and counted (status ``peers.refused``).
+``peers.robust`` averages the updates coordinate-wise instead of by count, and every round
+announces the largest count it takes (``federated.max_count``, default twice ``examples``).
+
 All of it runs on one thread of its own (embedding and training take seconds), fed by the
 MQTT thread and a 1-second tick; nothing here blocks ingest or decisions.
 """
@@ -40,6 +46,9 @@ from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
 from agent.mqtt import Message
 from agent.peers import fedavg as fa
+from agent.peers import wire
+from agent.peers.membership import MAX_PEERS
+from agent.peers.robust import Robust
 from agent.peers.rounds import (
     Coordinator,
     DpSettings,
@@ -137,9 +146,32 @@ class FederationService:
             return False
         if parts[2] != self.feds[parts[4]].group:
             return False
+        try:
+            self._check(parts[5:], msg.payload)
+        except AgentError as exc:
+            self.peers.refuse("federation", msg.topic, str(exc))
+            return True
         if not self.closed:
             self.executor.submit(self._guard, self._on_message, parts[4], parts[5:], msg.payload)
         return True
+
+    def _check(self, tail: list[str], payload: bytes) -> None:
+        """Refuse a message whose sender is not who its topic says, or (with a roster) that
+        its roster key did not sign: rounds by their coordinator, updates and keys by the agent
+        in the topic."""
+        if not payload:
+            return
+        data = wire.load_object(payload, f"fl {tail[0]}")
+        if tail == ["round"]:
+            sender = data.get("coordinator")
+        elif len(tail) == 2 and tail[0] in ("update", "key"):
+            sender = tail[1]
+            if data.get("agent") != sender:
+                raise AgentError(f"{tail[0]} of {data.get('agent')!r} on the topic of {sender!r}")
+        else:
+            raise AgentError("not a federation topic")
+        self.peers.trust.check(data, sender if isinstance(sender, str) else "",
+                               f"fl {tail[0]} of {sender}")
 
     def start(self) -> None:
         """Embed each member's data (slow), then publish the keys of secure federations."""
@@ -220,6 +252,8 @@ class FederationService:
             agent, public = parse_key(payload)
             if agent != tail[1]:
                 raise AgentError(f"key of {agent} published on the topic of {tail[1]}")
+            if agent not in f.publics and len(f.publics) >= MAX_PEERS:
+                raise AgentError(f"key of {agent}: already {MAX_PEERS} keys known")
             f.publics[agent] = public
             if f.member is not None:
                 f.member.publics[agent] = public
@@ -272,7 +306,12 @@ class FederationService:
                     continue
                 message = f.coordinator.current
             else:
-                next_message = f.coordinator.tick(now, members)
+                try:
+                    next_message = f.coordinator.tick(now, members)
+                except Exception:  # a round that fails is over, not retried every second
+                    log.exception("policy %s: federation stopped", f.policy.name)
+                    f.coordinator, f.ended_at = None, now
+                    continue
                 if next_message is None:
                     if f.coordinator.done and f.coordinator.failed:
                         log.warning("policy %s: federation stopped: %s", f.policy.name,
@@ -286,8 +325,12 @@ class FederationService:
     def _begin(self, f: PolicyFederation, now: float, members: list[str]) -> Coordinator | None:
         """A coordinator for a new federation, or one taking over the last; None if not due."""
         last = f.last
+        robust = f.policy.peers.robust if f.policy.peers is not None else None
         settings = FlSettings(rounds=f.fed.rounds, epochs=f.fed.epochs, lr=f.fed.lr,
-                              deadline=f.fed.deadline, secure=f.fed.secure)
+                              deadline=f.fed.deadline, secure=f.fed.secure,
+                              max_count=f.fed.max_count or 2 * f.fed.examples,
+                              robust=None if robust is None else Robust(robust.method,
+                                                                        robust.trim))
         classes = list(f.policy.actuators[0].actions)
         dim = int(np.asarray(f.member.x).shape[1]) if f.member is not None else 0
         if f.ended_at is not None and now - f.ended_at < f.fed.every:

@@ -116,7 +116,7 @@ class Agent:
         self.mqtt = MqttClient(
             config.mqtt,
             config.mqtt.client_id or f"edge-agent-{self.id}",
-            will=Will(self.topic_status, dumps(self._status("offline"))),
+            will=Will(self.topic_status, self._signed_status("offline")),
             on_message=self._on_message,
             on_connect=self._on_connected,
             extra_filters=(extra if config.policies else [])
@@ -195,7 +195,7 @@ class Agent:
         if self.updates is not None:
             self.updates.stop()
         if self.mqtt.connected and not self.mqtt.publish_wait(
-            self.topic_status, dumps(self._status("offline")), qos=1, retain=True, timeout=3.0
+            self.topic_status, self._signed_status("offline"), qos=1, retain=True, timeout=3.0
         ):
             log.warning("the offline status was not acknowledged by the broker")
         self.mqtt.stop()
@@ -313,6 +313,8 @@ class Agent:
             "queue_depth": self.ingestor.depth(),
             "groups": self.peers.groups if hasattr(self, "peers") else [],
             **({} if self.intents is None else {"intents": self.intents.status()}),
+            **({"peers": self.peers.status()} if hasattr(self, "peers") and self.peers.trackers
+               else {}),
             **(
                 {"federation": self.federation.status()}
                 if hasattr(self, "federation") and self.federation.feds
@@ -333,7 +335,10 @@ class Agent:
     def publish_status(self) -> None:
         self.mqtt.probe(max(limits.PROBE_AFTER, 3 * self.config.agent.status_interval))
         state = "offline" if self._stopping.is_set() else "online"
-        self.mqtt.publish(self.topic_status, dumps(self._status(state)), qos=1, retain=True)
+        self.mqtt.publish(self.topic_status, self._signed_status(state), qos=1, retain=True)
+
+    def _signed_status(self, state: str) -> bytes:
+        return self.peers.outgoing(self.topic_status, dumps(self._status(state)))
 
     def run_retention(self) -> None:
         r = self.config.storage.retention
@@ -384,7 +389,7 @@ class Agent:
             pipeline=self.pipeline,
             safety=SafetyLayer(cfg),
             outbox=self.outbox,
-            publish=self.mqtt.publish,
+            publish=self._publish,
             on_db=self.ingestor.call,
             store=self.store,
             worker=self.worker,
@@ -511,7 +516,8 @@ class Agent:
         self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)
 
     def _publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
-        self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+        """Publish, signed with this agent's identity if it goes to its peers."""
+        self.mqtt.publish(topic, self.peers.outgoing(topic, payload), qos=qos, retain=retain)
 
     def _act_group(self, decision: GroupDecision) -> None:
         if self.decisions is not None and not self._stopping.is_set():
@@ -625,6 +631,8 @@ class Agent:
             later.append("policies (from none or to none)")
         if later:
             log.warning("reload: %s changed; restart the agent to apply that", ", ".join(later))
+        if self.config.security.roster_file is not None:
+            self.peers.reload_roster()
         self.ingestor.call(lambda: self.pipeline.reconfigure(merged)).result(timeout=30)
         if self.decisions is not None and bool(merged.policies):
             self._swap_decisions(merged, safety)
@@ -645,7 +653,7 @@ class Agent:
             pipeline=self.pipeline,
             safety=safety,
             outbox=self.outbox,
-            publish=self.mqtt.publish,
+            publish=self._publish,
             on_db=self.ingestor.call,
             store=self.store,
             worker=self.worker,
