@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.actionvalues import value_actions
 from agent.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -412,11 +413,14 @@ class ActuatorConfig(_Section):
 
     @model_validator(mode="after")
     def _value(self) -> ActuatorConfig:
-        from agent.nlu.values import value_actions  # pure: no template data is loaded
-
         if self.value is not None:
             value_actions(list(self.actions), self.value.actions)  # ValueError says how to fix
         return self
+
+    @property
+    def takes_value(self) -> list[str]:
+        """The actions the value range belongs to (none without a range)."""
+        return [] if self.value is None else value_actions(list(self.actions), self.value.actions)
 
     @model_validator(mode="after")
     def _respond(self) -> ActuatorConfig:

@@ -44,7 +44,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "hvac": Kind(("cool", "heat", "off"), (16.0, 30.0), "off"),
-    "light": Kind(("on", "off"), (0.0, 100.0), "off"),
+    "light": Kind(("on", "off", "brightness"), (0.0, 100.0), "off"),
     "fan": Kind(("on", "off"), (0.0, 100.0), "off"),
     "valve": Kind(("open", "close"), (0.0, 100.0), "close"),
     "lock": Kind(("lock", "unlock"), None, "lock"),
@@ -126,7 +126,7 @@ def apply(spec: ActuatorSpec, action: str, value: float | None, controls: Contro
         if value is not None:
             controls.setpoint = value
         return
-    level = (100.0 if value is None else value) if action in ("on", "open") else 0.0
+    level = (100.0 if value is None else value) if action in ("on", "open", "brightness") else 0.0
     if kind == "light":
         controls.light = level
     elif kind == "fan":

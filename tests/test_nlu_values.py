@@ -7,7 +7,7 @@ import pytest
 from agent.config import parse_config
 from agent.errors import ConfigError
 from agent.nlu.config import ValueSpec
-from agent.nlu.values import value_actions, value_required
+from agent.actionvalues import value_actions, value_required
 
 ACTUATOR = """
 agent: {{id: a1}}

@@ -44,6 +44,8 @@ policies:
       - {device: kitchen-valve, actuator: valve, actions: [open, close]}
       - {device: kitchen-pump, actuator: pump, actions: ["on", "off"]}
       - {device: kitchen-light, actuator: dimmer, actions: ["on", "off"], value: {min: 0, max: 1}}
+      - {device: kitchen-lamp, actuator: lamp, actions: ["on", "off", brightness],
+         value: {min: 0, max: 100, actions: [brightness]}}
 interlocks:
   - name: leak closes the valve
     when: "kitchen-leak/water > 0.5"
@@ -60,7 +62,8 @@ interlocks:
 class Allowed:
     actions: tuple[str, ...]
     range: tuple[float, float] | None
-    no_value_action: str | None  # the one action that may go without a value, given a range
+    with_value: tuple[str, ...]  # the actions the range belongs to: on/off never carry one
+    needs_value: tuple[str, ...]  # of those, the ones that may not go without (quantities)
     min_interval: float
     max_per_hour: int
     min_dwell: float
@@ -68,17 +71,22 @@ class Allowed:
 
 ALLOWED = {
     ("climate", "livingroom-hvac", "hvac"): Allowed(
-        ("cool", "heat", "off"), (16.0, 28.0), "off", 30.0, 4, 120.0
+        ("cool", "heat", "off"), (16.0, 28.0), ("cool", "heat"), (), 30.0, 4, 120.0
     ),
     ("climate", "livingroom-window", "window"): Allowed(
-        ("open", "close"), None, None, 30.0, 4, 120.0
+        ("open", "close"), None, (), (), 30.0, 4, 120.0
     ),
     ("night", "livingroom-hvac", "hvac"): Allowed(
-        ("heat", "off"), (16.0, 20.5), "off", 10.0, 100, 1.0
+        ("heat", "off"), (16.0, 20.5), ("heat",), (), 10.0, 100, 1.0
     ),
-    ("water", "kitchen-valve", "valve"): Allowed(("open", "close"), None, None, 30.0, 30, 120.0),
-    ("water", "kitchen-pump", "pump"): Allowed(("on", "off"), None, None, 30.0, 30, 120.0),
-    ("water", "kitchen-light", "dimmer"): Allowed(("on", "off"), (0.0, 1.0), None, 30.0, 30, 120.0),
+    ("water", "kitchen-valve", "valve"): Allowed(
+        ("open", "close"), None, (), (), 30.0, 30, 120.0),
+    ("water", "kitchen-pump", "pump"): Allowed(("on", "off"), None, (), (), 30.0, 30, 120.0),
+    ("water", "kitchen-light", "dimmer"): Allowed(  # a range with on/off: "on" takes a level
+        ("on", "off"), (0.0, 1.0), ("on",), (), 30.0, 30, 120.0),
+    ("water", "kitchen-lamp", "lamp"): Allowed(
+        ("on", "off", "brightness"), (0.0, 100.0), ("brightness",), ("brightness",), 30.0, 30,
+        120.0),
 }
 
 
@@ -87,10 +95,10 @@ def oracle(p: Proposal) -> tuple[bool, float | None]:
     entry = ALLOWED.get((p.policy, p.device, p.actuator))
     if entry is None or p.action not in entry.actions:
         return False, None
-    if entry.range is None:
+    if entry.range is None or p.action not in entry.with_value:
         return p.value is None, None
     if p.value is None:
-        return p.action == entry.no_value_action, None
+        return p.action not in entry.needs_value, None
     if type(p.value) not in (int, float):  # excludes bool, str, Decimal, lists...
         return False, None
     lo, hi = entry.range
@@ -203,8 +211,8 @@ values = st.one_of(
 
 def good_values(entry: Allowed, action: str) -> st.SearchStrategy[object]:
     """Values the actuator takes (and some it does not), for a real actuator and action."""
-    if entry.range is None:
-        return st.none()
+    if entry.range is None or action not in entry.with_value:
+        return st.one_of(st.none(), st.just(1.0))
     lo, hi = entry.range
     return st.one_of(
         st.floats(lo, hi),
@@ -371,11 +379,20 @@ def test_a_boolean_is_not_a_number_even_where_0_and_1_are(layer: SafetyLayer, va
     assert layer.check(p, 0.0, no_readings) == Verdict(True, "ok", float(value))
 
 
-def test_without_a_respond_action_a_ranged_actuator_always_needs_a_value(
-    layer: SafetyLayer,
-) -> None:
-    p = Proposal("water", "kitchen-light", "dimmer", "off", None)
-    refused(layer.check(p, 0.0, no_readings), "value", "needs a value in [0, 1]")
+def test_a_range_belongs_to_the_actions_that_take_a_value(layer: SafetyLayer) -> None:
+    """Issue 13: a dimmable light can be switched on and off without a number; brightness
+    needs one; off never carries one; cool/heat may omit the setpoint."""
+    lamp = ("water", "kitchen-lamp", "lamp")
+    assert layer.check(Proposal(*lamp, "on", None), 0.0, no_readings).allowed
+    assert layer.check(Proposal(*lamp, "off", None), 0.0, no_readings).allowed
+    refused(layer.check(Proposal(*lamp, "off", 30), 0.0, no_readings), "value",
+            "lamp=off takes no value")
+    refused(layer.check(Proposal(*lamp, "brightness", None), 0.0, no_readings), "value",
+            "needs a value in [0, 100]")
+    assert layer.check(Proposal(*lamp, "brightness", 30), 0.0, no_readings).value == 30.0
+    assert layer.check(Proposal("water", "kitchen-light", "dimmer", "off", None), 0.0,
+                       no_readings).allowed
+    assert layer.check(hvac("cool", None), 0.0, no_readings).allowed
 
 
 def test_an_integer_is_compared_exactly_not_after_rounding_to_float() -> None:
@@ -397,9 +414,10 @@ def test_each_policy_has_its_own_range(layer: SafetyLayer) -> None:
     assert layer.check(hvac("heat", 21.0, "climate"), 0.0, no_readings).allowed
 
 
-def test_none_only_for_the_inside_action_of_a_ranged_actuator(layer: SafetyLayer) -> None:
+def test_off_never_carries_a_value_and_cool_may_keep_the_setpoint(layer: SafetyLayer) -> None:
     assert layer.check(hvac("off", None), 0.0, no_readings) == Verdict(True, "ok", None)
-    refused(layer.check(hvac("cool", None), 0.0, no_readings), "value", "needs a value")
+    refused(layer.check(hvac("off", 22.0), 0.0, no_readings), "value", "takes no value")
+    assert layer.check(hvac("cool", None), 0.0, no_readings) == Verdict(True, "ok", None)
 
 
 def test_an_actuator_without_a_range_takes_no_value(layer: SafetyLayer) -> None:
@@ -491,7 +509,8 @@ def test_a_then_action_no_policy_can_send_is_a_config_error() -> None:
 
 
 def test_a_then_action_that_needs_a_value_is_a_config_error() -> None:
-    text = CONFIG.replace('then: "kitchen-valve/valve=close"', 'then: "livingroom-hvac/hvac=cool"')
+    text = CONFIG.replace('then: "kitchen-valve/valve=close"',
+                          'then: "kitchen-lamp/lamp=brightness"')
     with pytest.raises(AgentError, match="and no value"):
         SafetyLayer(config(text))
 

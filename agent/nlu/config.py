@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from agent.actionvalues import value_actions
+
 # the section lives with the rest of the configuration; these names are kept for the layers
 from agent.config import IntentsSection as IntentsConfig
 from agent.config import template_language
-from agent.nlu.values import value_actions
 
 __all__ = ["IntentsConfig", "ValueSpec", "template_language"]
 

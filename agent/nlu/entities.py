@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.nlu.values import value_actions
+from agent.actionvalues import value_actions
 
 # words that say what kind of device a name is; what comes before them is the area
 _KIND_WORDS = {

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
+from agent.actionvalues import value_required
 from agent.nlu.entities import Entity
 from agent.nlu.polarity import polarity
 from agent.nlu.questions import did_you_mean, heat_or_cool
 from agent.nlu.result import Ambiguity, Command, Match, Refusal
 from agent.nlu.templates import Hit
-from agent.nlu.values import value_required
 
 _ON = {"lock": "lock", "cover": "open", "valve": "open"}
 _OFF = {"lock": "unlock", "cover": "close", "valve": "close"}

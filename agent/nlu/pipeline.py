@@ -15,6 +15,7 @@ from agent.nlu.normalise import Normalised, normalise
 from agent.nlu.polarity import polarity
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
 from agent.nlu.templates import Hit, Templates
+from agent.nlu.vocabulary import with_translations
 from agent.policy.intents import unknown_phrase
 
 MAX_TEXT = 500
@@ -28,7 +29,9 @@ class Understander:
 
     def __init__(self, config: IntentsConfig, actuators: Iterable[Mapping[str, Any]]) -> None:
         self.config = config
-        self.entities: list[Entity] = entities_from(actuators)
+        # devices named in English also answer to their names in the other languages
+        self.entities: list[Entity] = entities_from(with_translations(actuators,
+                                                                      config.languages))
         self.by_key = {e.key: e for e in self.entities}
         self.templates = Templates(config.languages, self.entities)
 

@@ -241,12 +241,15 @@ def grammar(targets: list[Target], actions: dict[str, list[str]], numbers: bool 
     """GBNF: one alternative per target, with only that target's (stated) actions."""
     rules = []
     for i, t in enumerate(targets):
-        acts = " | ".join(_quote(a) for a in actions[t.actuator.key])
-        value = "value" if t.actuator.value is not None and numbers else '"null"'
-        rules.append(
-            f'target{i} ::= "{{\\"target\\": " {_quote(t.label)} '
-            f'", \\"action\\": " ( {acts} ) ", \\"value\\": " {value} "}}"'
-        )
+        takes = t.actuator.takes_value if numbers else []
+        groups = [([a for a in actions[t.actuator.key] if a in takes], "value"),
+                  ([a for a in actions[t.actuator.key] if a not in takes], '"null"')]
+        head = f'"{{\\"target\\": " {_quote(t.label)} ", \\"action\\": "'
+        alternatives = [
+            f'{head} ( {" | ".join(_quote(a) for a in acts)} ) ", \\"value\\": " {value} "}}"'
+            for acts, value in groups if acts  # a value only with an action that takes one
+        ]
+        rules.append(f"target{i} ::= " + " | ".join(alternatives))
     root = "root ::= " + " | ".join(f"target{i}" for i in range(len(targets)))
     number = 'value ::= "null" | "-"? [0-9] [0-9]? [0-9]? [0-9]? ("." [0-9] [0-9]?)?'
     return "\n".join([root, *rules, number])
@@ -257,7 +260,8 @@ def system_prompt(targets: list[Target]) -> str:
     for t in targets:
         act = t.actuator
         also = f" (also: {', '.join(t.names[1:3])})" if len(t.names) > 1 else ""
-        rng = f"; value {act.value.min:g} to {act.value.max:g}" if act.value else ""
+        rng = (f"; value {act.value.min:g} to {act.value.max:g} for {', '.join(act.takes_value)}"
+               if act.value else "")
         lines.append(f"- {t.label}{also}: {', '.join(act.actions)}{rng}")
     lines.append(
         "Reply with JSON: target, action, and value (a number only if the person "

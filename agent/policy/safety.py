@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.actionvalues import value_required
 from agent.config import ActuatorConfig, Config, InterlockConfig, SafetyConfig
 from agent.errors import ConfigError
 from agent.numbers import finite_number as _number
@@ -175,14 +176,17 @@ def _show(value: object) -> str:
 
 
 def _check_value(act: ActuatorConfig, action: str, value: object) -> float | _Refused | None:
-    """The value as a float (or None) if ``act`` takes it with ``action``."""
-    if act.value is None:
+    """The value as a float (or None) if ``act`` takes it with ``action``: a range belongs to
+    the actions that take a value (brightness, setpoint; cool/heat may omit theirs and the
+    device keeps its setpoint); on/off and the like never carry one."""
+    takes = act.takes_value
+    if act.value is None or action not in takes:
         if value is None:
             return None
-        return _Refused("value", f"{act.key} takes no value, got {_show(value)}")
+        return _Refused("value", f"{act.key}={action} takes no value, got {_show(value)}")
     lo, hi = act.value.min, act.value.max
     if value is None:
-        if act.responses is not None and action == act.responses.inside:
+        if not value_required(action, takes):
             return None
         return _Refused("value", f"{act.key}={action} needs a value in [{lo:g}, {hi:g}], got None")
     number = _number(value)

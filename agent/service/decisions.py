@@ -112,7 +112,8 @@ def value_for(policy: PolicyConfig, action: str, band: tuple[float, float]) -> f
     """The setpoint sent with an action: the band's middle, inside the actuator's range."""
     actuator = policy.actuators[0]
     respond = actuator.responses
-    if actuator.value is None or (respond is not None and action == respond.inside):
+    if (actuator.value is None or action not in actuator.takes_value
+            or (respond is not None and action == respond.inside)):
         return None
     middle = (band[0] + band[1]) / 2
     return round(min(max(middle, actuator.value.min), actuator.value.max), 2)

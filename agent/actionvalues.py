@@ -1,4 +1,5 @@
-"""Values per action: which of an actuator's actions a value range belongs to."""
+"""Values per action: which of an actuator's actions a value range belongs to (pure, below
+config)."""
 
 from __future__ import annotations
 
