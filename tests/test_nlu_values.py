@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from agent.actionvalues import value_actions, value_required
 from agent.config import parse_config
 from agent.errors import ConfigError
 from agent.nlu.config import ValueSpec
-from agent.actionvalues import value_actions, value_required
 
 ACTUATOR = """
 agent: {{id: a1}}
