@@ -94,15 +94,24 @@ def check_data_dir(path: Path, required: bool) -> Check:
 
 
 def check_keys(cfg: Config, required: bool) -> Check:
-    key = cfg.security.command_key_file
-    if key is not None and not key.is_file():
-        return Check("keys", False, f"command key {key} does not exist (edge-agent keygen {key})",
-                     fatal=required)
+    sec = cfg.security
+    key = sec.command_key_file
+    named = [
+        ("command key", key, f"edge-agent keygen {key}"),
+        ("update public key", sec.update_public_key_file,
+         "edge-agent keygen --update PATH on the operator's machine, then copy PATH.pub here"),
+        ("identity key", sec.identity_key_file,
+         f"edge-agent keygen --identity {sec.identity_key_file}"),
+        ("roster", sec.roster_file, "collect every agent's keygen --identity line into it"),
+    ]
+    for what, path, how in named:
+        if path is not None and not path.is_file():
+            return Check("keys", False, f"{what} {path} does not exist ({how})", fatal=required)
     warnings = check_permissions(paths_to_check(cfg))
     if warnings:
         return Check("keys", False, "; ".join(warnings), fatal=False)
-    named = "command key" if key is not None else "no command key configured"
-    return Check("keys", True, f"{named}; secret files readable by this user only")
+    present = [what for what, path, _ in named if path is not None] or ["no keys configured"]
+    return Check("keys", True, f"{', '.join(present)}; secret files readable by this user only")
 
 
 def run_doctor(cfg: Config, echo: Echo, *, configured: bool, model_only: bool = False,

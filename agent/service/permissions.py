@@ -24,7 +24,8 @@ DB_SUFFIXES = ("", "-wal", "-shm")
 
 def paths_to_check(cfg: Config) -> list[Path]:
     """The secret files a configuration names and the database files."""
-    secrets = [cfg.security.command_key_file, cfg.mqtt.tls.key_file, cfg.mqtt.password_file]
+    secrets = [cfg.security.command_key_file, cfg.security.identity_key_file,
+               cfg.mqtt.tls.key_file, cfg.mqtt.password_file]
     db = [cfg.db_path.with_name(cfg.db_path.name + suffix) for suffix in DB_SUFFIXES]
     return [p for p in secrets if p is not None] + db
 
