@@ -10,14 +10,16 @@ from collections.abc import Iterator
 
 import click
 
-WIDTH = 88  # columns the help text is wrapped to
+WIDTH = 80  # columns the help text is wrapped to (what --help prints in a terminal)
 
 
 def walk(group: click.Command, prog: str,
          parent: click.Context | None = None) -> Iterator[tuple[str, str]]:
     """(``prog sub command``, its ``--help`` text) for a command and everything under it."""
-    ctx = click.Context(group, info_name=prog.rsplit(" ", 1)[-1], parent=parent,
-                        terminal_width=WIDTH, max_content_width=WIDTH)
+    # make_context, not Context(): it applies the command's context_settings (-h, ...)
+    ctx = group.make_context(prog.rsplit(" ", 1)[-1], [], parent=parent,
+                             resilient_parsing=True, terminal_width=WIDTH,
+                             max_content_width=WIDTH)
     yield prog, group.get_help(ctx)
     if isinstance(group, click.Group):
         for name in group.list_commands(ctx):

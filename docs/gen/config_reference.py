@@ -250,7 +250,7 @@ def source_comments(model: type[BaseModel]) -> dict[str, str]:
             continue
         end = node.end_lineno or node.lineno
         words = [comments[n] for n in range(node.lineno, end + 1) if n in comments]
-        above = []
+        above: list[str] = []
         n = node.lineno - 1
         while n >= 1 and lines[n - 1].strip().startswith("#"):
             above.insert(0, comments.get(n, ""))
@@ -282,9 +282,9 @@ def example_comments(text: str, model: type[BaseModel]) -> dict[str, str]:
     out: dict[str, str] = {}
 
     def comment_for(key: yaml.Node, value: yaml.Node) -> str | None:
-        if value.start_mark.line == key.start_mark.line and not isinstance(
-                value, yaml.MappingNode | yaml.SequenceNode) or (
-                value.start_mark.line == key.start_mark.line and value.flow_style):
+        same_line = value.start_mark.line == key.start_mark.line
+        nested = isinstance(value, yaml.MappingNode | yaml.SequenceNode)
+        if same_line and (not nested or getattr(value, "flow_style", False)):
             line, column = value.end_mark.line, value.end_mark.column
         else:
             line, column = key.end_mark.line, key.end_mark.column
@@ -300,7 +300,7 @@ def example_comments(text: str, model: type[BaseModel]) -> dict[str, str]:
                 break
         return " ".join(w for w in words if w)
 
-    def walk(node: yaml.Node, cls: type[BaseModel] | None, prefix: str) -> None:
+    def walk(node: yaml.Node | None, cls: type[BaseModel] | None, prefix: str) -> None:
         if not isinstance(node, yaml.MappingNode) or cls is None:
             return
         extra = extra_model(cls)
@@ -391,8 +391,6 @@ def render(config_model: type[BaseModel], example_yaml: Path,
         top = key.path.split(".")[0].split("[")[0]
         if top != section:
             section = top
-            field = config_model.model_fields[top]
-            child, _ = _submodel(field.annotation)
             out += ["", f"## `{top}`", ""]
             out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
         words = key.description or more.get(key.path, "")
