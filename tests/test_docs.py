@@ -127,6 +127,12 @@ def schema_paths(schema: dict[str, Any]) -> list[str]:
                 path = f"{base}.<quantity>"
                 out.append(path)
                 walk(extra, path)
+        for branch in [node, *node.get("anyOf", [])]:  # a mapping of names to sections
+            entry = resolve(branch).get("additionalProperties")
+            if "properties" not in resolve(branch) and isinstance(entry, dict) \
+                    and "properties" in resolve(entry):
+                out.append(f"{prefix}.<name>")
+                walk(entry, f"{prefix}.<name>")
 
     walk(schema, "")
     return out

@@ -30,6 +30,7 @@ from pydantic_core import PydanticUndefined
 
 QUANTITY = "<quantity>"  # the path segment of a key under sensors: that names a quantity
 ITEM = "[]"  # the path segment of an item of a list of sections
+NAME = ".<name>"  # the path segment of an entry of a mapping of names to sections
 
 # factories whose value depends on the machine that builds the docs
 _FACTORY_WORDS: dict[Callable[[], Any], str] = {socket.gethostname: "the host name"}
@@ -197,7 +198,8 @@ def _field_type(field: FieldInfo) -> Any:
 
 
 def _submodel(tp: Any) -> tuple[type[BaseModel] | None, str]:
-    """The section a field opens, and the path segment its keys sit under ('' or '[]')."""
+    """The section a field opens, and the path segment its keys sit under ('', '[]' or
+    '.<name>')."""
     tp, _ = _split_annotated(tp)
     if _is_model(tp):
         return tp, ""
@@ -211,6 +213,10 @@ def _submodel(tp: Any) -> tuple[type[BaseModel] | None, str]:
         model, _ = _submodel(args[0])
         if model is not None:
             return model, ITEM
+    if origin is dict and len(args) == 2:
+        model, _ = _submodel(args[1])
+        if model is not None:
+            return model, NAME
     return None, ""
 
 
@@ -320,6 +326,12 @@ def example_comments(text: str, model: type[BaseModel]) -> dict[str, str]:
             if seg == ITEM and isinstance(value, yaml.SequenceNode):
                 for item in value.value:
                     walk(item, child, path + ITEM)
+            elif seg == NAME and isinstance(value, yaml.MappingNode):
+                for entry_key, entry in value.value:
+                    words = None if value.flow_style else comment_for(entry_key, entry)
+                    if words and path + NAME not in out:
+                        out[path + NAME] = words
+                    walk(entry, child, path + NAME)
             else:
                 walk(value, child, path)
 
@@ -350,6 +362,9 @@ def keys(model: type[BaseModel], examples: dict[str, str], prefix: str = "") -> 
         yield Key(path, type_name(field.annotation, field.metadata), default_text(field),
                   constraints_text(field), description, child is not None)
         if child is not None:
+            if seg == NAME:
+                yield Key(path + NAME, "section", "", "", examples.get(path + NAME) or
+                          docstring_summary(child), True)
             yield from keys(child, examples, path + seg)
     extra = extra_model(model)
     if extra is not None:
@@ -381,7 +396,8 @@ def render(config_model: type[BaseModel], example_yaml: Path,
         "Every key of the configuration file, generated from the pydantic models the agent "
         "validates it with. Unknown keys are errors. Durations are strings with a unit "
         '(`"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"7d"`), sizes too (`"500MB"`, `"2GiB"`). '
-        f"`{ITEM}` is an item of a list; `{QUANTITY}` is a quantity named as in the sensor "
+        f"`{ITEM}` is an item of a list, `<name>` a name you choose; `{QUANTITY}` is a quantity "
+        "named as in the sensor "
         "topic (`temperature`, `co2`, ...). `config/agent.example.yaml` shows every key in "
         "use, and [Editor support](../editor.md) makes an editor check and complete the file.",
         "",
