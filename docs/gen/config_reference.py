@@ -321,6 +321,10 @@ def example_comments(text: str, model: type[BaseModel]) -> dict[str, str]:
                 continue
             # keys inside {a: 1, b: 2} share the line's comment with their parent key
             words = None if node.flow_style else comment_for(key, value)
+            if words and words.startswith("or ") and value.start_mark.line == value.end_mark.line:
+                # "smooth: {ewma: 0.3}  # or {median: 5}": the comment continues the value
+                shown = lines[value.start_mark.line][value.start_mark.column:value.end_mark.column]
+                words = f"`{shown}` {words}"
             if words and path not in out:
                 out[path] = words
             if seg == ITEM and isinstance(value, yaml.SequenceNode):
