@@ -4,6 +4,7 @@ configuration key and every command's --help; the README stays a few screens lon
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def build(site: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.Complete
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
          "-d", str(site)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
 
 
