@@ -453,12 +453,19 @@ class InterlockConfig(_Section):
         return self
 
 
+PausingFault = Literal["silent", "stuck", "drift", "wrong_unit", "out_of_range", "spiky", "noisy"]
+PAUSING_FAULTS: tuple[PausingFault, ...] = ("silent", "stuck", "drift", "wrong_unit",
+                                            "out_of_range")
+
+
 class DiagnosisSection(_Section):
     """Fault diagnosis of sensors and actuators (agent.diagnosis); the health topics."""
 
     enabled: bool = True
     check_every: Duration = 10.0
     pause: bool = True  # a policy stops acting on a faulty input
+    # the faults that pause a policy; spikes and noise are what the outlier filter cleans
+    pause_on: list[PausingFault] = Field(default_factory=lambda: list(PAUSING_FAULTS))
     safe_actions: dict[TopicWord, TopicWord] = Field(default_factory=dict)  # policy -> action|hold
     rooms: dict[TopicWord, list[TopicWord]] = Field(default_factory=dict)  # devices of one room
     effect_after: Duration = 1200.0  # an HVAC on heat/cool must have moved its room by then

@@ -333,21 +333,27 @@ class House:
         with self.lock:
             self.world.step(self.tick_s)
             self.ticks += 1
-            self._break_actuators()
-            out = self._due_events()
+            out = self._break_actuators()
+            out.extend(self._due_events())
             self._account()
             if self.ticks % self._record_every == 0:
                 self._record()
             out.extend(self._readings())
         return out
 
-    def _break_actuators(self) -> None:
+    def _break_actuators(self) -> list[Message]:
+        """Faults that set in now; a stuck actuator reports where it stuck (no command)."""
+        out: list[Message] = []
         while self._faults and self._faults[0][1].at <= self.world.t + 1e-9:
             key, fault = self._faults.pop(0)
             act = self.actuators[key]
             act.fault = fault
             broken(fault, act.spec.actuator, act.controls)
             log.info("%s: %s from now on", key, fault.kind)
+            if fault.action is not None and fault.action != act.state.action:
+                act.state = State(fault.action, None, self.wall_clock(), None)
+                out.append(Message(act.topic_state, act.state_payload(), retain=True))
+        return out
 
     def _due_events(self) -> list[Message]:
         out: list[Message] = []

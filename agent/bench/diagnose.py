@@ -35,6 +35,7 @@ LAYOUT = Layout(
     rooms={"room": ["room-1", "room-2", "room-3"]},
     hvac_rooms={"room-hvac/hvac": "room-1/temperature"},
     timing=Timing(effect_after=1200, fight_window=600, fight_memory=7200),
+    bounds={q: s.range for q, s in SENSORS.items() if s.range is not None},
 )
 
 

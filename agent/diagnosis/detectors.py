@@ -12,6 +12,7 @@ from agent.diagnosis.verdict import Finding
 SILENT_SUSPECT, SILENT_FAULTY = 4.0, 8.0  # gaps, in usual intervals
 STUCK_MIN_RUN = 8  # identical readings before a series can be stuck
 STUCK_FAULTY_P, STUCK_SUSPECT_P = 1e-7, 1e-4  # chance of such a run for this series
+STEPPED = 0.9  # a series repeating itself this often is quantised or steps: never stuck
 SPIKE_SIGMAS = 8.0
 SPIKES_FAULTY, SPIKES_SUSPECT = 3, 2  # spikes in the window
 NOISE_FAULTY = 4.0  # robust spread of steps against its own history
@@ -22,7 +23,6 @@ CONVERSIONS: dict[str, tuple[tuple[str, float, float], ...]] = {
     "temperature": (("F", 1.8, 32.0), ("K", 1.0, 273.15)),
     "humidity": (("fraction", 0.01, 0.0),),
     "co2": (("percent", 1e-4, 0.0),),
-    "power": (("kW", 1e-3, 0.0),),
 }
 
 
@@ -87,6 +87,8 @@ def stuck(
     if chance > STUCK_SUSPECT_P:
         return None
     score = 1.0 if chance <= STUCK_FAULTY_P else 0.6
+    if p >= STEPPED:
+        score = min(score, 0.6)  # a series that mostly repeats itself steps, it is not stuck
     if others_moved == 0:
         score = min(score, 0.6)  # the whole device is quiet: maybe the room is
     span = times[-1] - times[-n]
@@ -187,7 +189,8 @@ def wrong_unit(
         return None
     for unit, factor, offset in CONVERSIONS.get(quantity, ()):
         expected = old * factor + offset
-        if abs(new - expected) <= max(0.1 * abs(new - old), 3 * spread * max(factor, 1.0)):
+        tolerance = max(0.05 * abs(expected), 0.02 * abs(new - old), 4 * robust_scale(after))
+        if abs(new - expected) <= tolerance:
             return Finding(
                 "wrong_unit",
                 1.0,

@@ -13,6 +13,15 @@ from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK, Finding, Health, Tracker
 
 
+def cut_off(found: dict[str, list[Finding]]) -> None:
+    """Most series silent at once is the agent cut off (a broker, a network, a stall), not
+    every device failing together: no series is silent then."""
+    silent = [key for key, findings in found.items() if any(f.fault == "silent" for f in findings)]
+    if len(silent) >= 3 and len(silent) * 2 >= len(found):
+        for key in silent:
+            found[key] = [f for f in found[key] if f.fault != "silent"]
+
+
 def blame_drift(found: dict[str, list[Finding]], peers: dict[str, list[str]]) -> None:
     """Sensors of one room drift apart: only the one that moved farthest from the others is
     faulty; when no one stands out (two sensors), each is only a suspect."""
@@ -38,6 +47,7 @@ class Layout:
     rooms: Mapping[str, list[str]] = field(default_factory=dict)
     hvac_rooms: Mapping[str, str] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # per quantity
 
     def room_of(self, device: str) -> list[str]:
         return next((devs for devs in self.rooms.values() if device in devs), [])
@@ -71,6 +81,7 @@ class Diagnoser:
         monitor = self.series.get(key)
         if monitor is None:
             monitor = self.series[key] = SeriesMonitor(device, quantity)
+            monitor.resting.update(self.layout.bounds.get(quantity, ()))  # saturated, not stuck
         return monitor
 
     def _actuator(self, device: str, actuator: str) -> ActuatorMonitor:
@@ -132,6 +143,7 @@ class Diagnoser:
 
     def check(self, now: float) -> list[Change]:
         found = {key: self._findings(key, monitor, now) for key, monitor in self.series.items()}
+        cut_off(found)
         blame_drift(found, {key: [f"{m.device}/{m.quantity}" for m in
                                   self._peers(monitor.device, monitor.quantity)]
                             for key, monitor in self.series.items()})

@@ -66,13 +66,22 @@ class SeriesMonitor:
                 self.same += 1
             else:
                 self.change_times.append(ts)
-                run = d.run_length(self.values)
-                if run >= 3 and len(self.resting) < 64 and run < d.STUCK_MIN_RUN:
-                    self.resting.add(previous)
+                self._run_ended(previous)
         self.times.append(ts)
         self.values.append(value)
         if len(self.values) % 30 == 0 and len(self.values) >= WINDOW:
             self.scales.append(d.robust_scale(d.steps(list(self.values)[-WINDOW:])))
+
+    def _run_ended(self, level: float) -> None:
+        """A run of one value ended: unless it looked stuck, the series rests at that level
+        by nature (a floor, standby power, a lamp), so a later run there is no fault."""
+        n = d.run_length(self.values)
+        if n < 3 or len(self.resting) >= 64:
+            return
+        same, pairs = self.same - n, self.pairs - n  # this reading's pair is already counted
+        chance = d.repeat_probability(same, pairs) ** (n - 1)
+        if n < d.STUCK_MIN_RUN or pairs < 30 or chance > d.STUCK_FAULTY_P:
+            self.resting.add(level)
 
     def observe_reference(self, residual: float) -> None:
         """This series minus a reference of the same room, at this reading."""

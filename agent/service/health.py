@@ -40,7 +40,9 @@ def layout_of(config: Config) -> Layout:
             if temperature is not None and {"heat", "cool"} & set(act.actions):
                 hvac.setdefault(act.key, temperature)
     d = config.diagnosis
-    return Layout(dict(d.rooms), hvac, Timing(d.effect_after, d.fight_window, d.fight_memory))
+    bounds = {q: s.range for q, s in config.sensors.items() if s.range is not None}
+    return Layout(dict(d.rooms), hvac, Timing(d.effect_after, d.fight_window, d.fight_memory),
+                  bounds)
 
 
 def safe_action(config: Config, policy: PolicyConfig) -> str:
@@ -176,7 +178,7 @@ class HealthService:
         with self.lock:
             for key in policy.inputs:
                 health = self.diagnoser.faulty(key)
-                if health is not None:
+                if health is not None and health.fault in self.config.diagnosis.pause_on:
                     return key, health
         return None
 
