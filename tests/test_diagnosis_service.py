@@ -145,3 +145,34 @@ def test_a_config_without_the_diagnosis_section_keeps_running() -> None:
     cfg = parse_config(EXAMPLE_CONFIG.read_text())
     assert cfg.diagnosis.enabled and cfg.diagnosis.pause
     assert safe_action(cfg, cfg.policies[0]) == "off"
+
+
+def test_prometheus_gauges_of_health_and_pauses() -> None:
+    from agent.service.metrics import Metrics
+
+    m = Metrics()
+    m.add_health(lambda: ({("sensor", "a-1/temperature"): ("faulty", "stuck"),
+                           ("actuator", "h/hvac"): ("ok", None)}, {"climate": "a-1/temperature"}))
+    text = m.render().decode()
+    assert 'edge_agent_health_state{fault="stuck",key="a-1/temperature",kind="sensor"} 2.0' in text
+    assert 'edge_agent_health_state{fault="",key="h/hvac",kind="actuator"} 0.0' in text
+    assert 'edge_agent_policy_paused{input="a-1/temperature",policy="climate"} 1.0' in text
+
+
+def test_home_assistant_problem_sensors_follow_the_health_topics(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(update={"homeassistant": cfg.homeassistant.model_copy(
+        update={"discovery": True})})
+    out = Recorder()
+    svc = HealthService(cfg, "pi", publish=out, key=KEY, clock=lambda: 1.8e9)
+    svc.observe(reading(1.8e9, 21.0))
+    svc.tick()
+    disco = [(t, m) for t, m, r in out.sent if t.startswith("homeassistant/")]
+    assert sorted(t for t, _ in disco) == [  # the HVAC warmed by that room too
+        "homeassistant/binary_sensor/pi/health_livingroom-1_temperature/config",
+        "homeassistant/binary_sensor/pi/health_livingroom-hvac_hvac/config"]
+    payload = next(m for t, m in disco if "temperature" in t)
+    health = "edge/agents/pi/health/livingroom-1/temperature"
+    assert payload["device_class"] == "problem" and payload["state_topic"] == health
+    assert payload["json_attributes_topic"] == health
+    assert "explanation" in payload["json_attributes_template"]

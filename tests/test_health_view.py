@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,8 @@ def test_faulty_first_with_its_explanation(
     cfg = load_config(agent_config(tmp_path, broker.port))
     base = f"edge/agents/{cfg.agent.id}/health"
     pub = collector_factory(broker.port, f"{base}/#")
-    ok = {"state": "ok", "fault": None, "since": 1.8e9, "confidence": 0, "evidence": {},
+    ok: dict[str, Any] = {"state": "ok", "fault": None, "since": 1.8e9, "confidence": 0,
+          "evidence": {},
           "explanation": "fine."}
     bad = {**ok, "state": "faulty", "fault": "stuck", "explanation": "room-1 temperature looks "
            "stuck at 21.4."}

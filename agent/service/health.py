@@ -23,6 +23,7 @@ from agent.diagnosis.intake import Measured, measured, state_of
 from agent.diagnosis.verdict import FAULTY, Health
 from agent.mqtt import Message
 from agent.policy.signing import parse_command, verify
+from agent.service.homeassistant import safe_id
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,32 @@ def safe_action(config: Config, policy: PolicyConfig) -> str:
     return "off" if "off" in policy.actuators[0].actions else "hold"
 
 
+def problem_sensor(config: Config, agent_id: str, health_topic: str, kind: str,
+                   key: str) -> tuple[str, dict[str, Any]]:
+    """A Home Assistant ``problem`` binary sensor on a health topic (on while faulty), with
+    the fault, since and explanation as attributes."""
+    node = safe_id(agent_id)
+    object_id = safe_id(f"health_{key.replace('/', '_')}")
+    device = key.split("/")[0]
+    payload = {
+        "unique_id": f"edge-agent_{node}_{object_id}",
+        "name": f"{key.split('/')[1]} problem",
+        "device": {"identifiers": [f"edge-agent_{node}_{safe_id(device)}"], "name": device,
+                   "via_device": f"edge-agent_{node}"},
+        "device_class": "problem",
+        "entity_category": "diagnostic",
+        "state_topic": health_topic,
+        "value_template": "{{ 'ON' if value_json.state == 'faulty' else 'OFF' }}",
+        "json_attributes_topic": health_topic,
+        "json_attributes_template": "{{ {'state': value_json.state, 'fault': value_json.fault, "
+                                    "'since': value_json.since, 'explanation': "
+                                    "value_json.explanation} | tojson }}",
+        "origin": {"name": "edge-agent"},
+    }
+    topic = f"{config.homeassistant.prefix}/binary_sensor/{node}/{object_id}/config"
+    return topic, payload
+
+
 class HealthService:
     def __init__(
         self,
@@ -65,6 +92,7 @@ class HealthService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.agent_id = agent_id
         self.prefix = config.mqtt.prefix
         self.enabled = config.diagnosis.enabled
         self.publish = publish
@@ -149,6 +177,10 @@ class HealthService:
             self.announced.update((kind, key) for kind, key, _ in fresh)
         for kind, key, health in fresh:
             self._retain(kind, key, health, now)
+            if self.config.homeassistant.discovery:
+                topic, payload = problem_sensor(self.config, self.agent_id, self.topic(kind, key),
+                                                kind, key)
+                self.publish(topic, dumps(payload), qos=1, retain=True)
         for change in changes:
             self._retain(change.kind, change.key, change.health, now)
             self._event(change, now)
@@ -207,6 +239,13 @@ class HealthService:
         log.warning("%s", text)
         self.publish(self.topic_faults, dumps(event), qos=1)
         return True
+
+    def gauges(self) -> tuple[dict[tuple[str, str], tuple[str, str | None]], dict[str, str]]:
+        """For the metrics endpoint: every health as (state, fault); the paused policies."""
+        with self.lock:
+            states = {k: (t.health.state, t.health.fault)
+                      for k, t in self.diagnoser.trackers.items()}
+        return states, dict(self.paused)
 
     def status(self) -> dict[str, Any]:
         with self.lock:

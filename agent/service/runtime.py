@@ -522,6 +522,7 @@ class Agent:
                 else self.model_state["state"] == "ready",
             )
         )
+        self.metrics.add_health(self.health.gauges)
         assert self.config.metrics.port is not None
         port = self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
         log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)
