@@ -35,6 +35,7 @@ def test_silent_after_eight_usual_intervals() -> None:
     found = faults(m, last + 8 * 60)["silent"]
     assert found.state == FAULTY
     assert found.evidence["usual_interval_s"] == 60.0 and found.evidence["silent_s"] == 480.0
+    assert found.started == last
     assert found.explanation == ("room-1 temperature has sent nothing for 8 min; it usually "
                                  "reports every 60 s.")
 
@@ -134,6 +135,12 @@ def test_the_tracker_declares_at_once_and_clears_after_three_clean_checks() -> N
     assert t.update(30.0, []) is None and t.update(40.0, []) is None
     cleared = t.update(50.0, [])
     assert cleared is not None and cleared.state == OK and cleared.since == 50.0
+
+
+def test_since_is_when_the_evidence_began() -> None:
+    t = Tracker("x", 0.0)
+    changed = t.update(900.0, [Finding("stuck", 1.0, {}, "stuck.", started=300.0)])
+    assert changed is not None and changed.since == 300.0
 
 
 def test_the_tracker_names_the_fault_that_explains_the_others() -> None:

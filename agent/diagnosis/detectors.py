@@ -49,6 +49,7 @@ def silent(name: str, now: float, last: float | None, interval: float | None) ->
         {"silent_s": now - last, "usual_interval_s": interval, "missed": math.floor(gaps)},
         f"{name} has sent nothing for {fmt((now - last) / 60)} min; it usually reports every "
         f"{fmt(interval)} s.",
+        last,
     )
 
 
@@ -100,6 +101,7 @@ def stuck(
          "others_changed": float(others_moved or 0)},
         f"{name} looks stuck at {fmt(values[-1])}: the same reading {n} times in a row "
         f"({fmt(span / 60)} min){others}, where it repeats itself only {100 * p:.0f}% of the time.",
+        times[-n],
     )
 
 

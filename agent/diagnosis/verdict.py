@@ -26,6 +26,7 @@ class Finding:
     score: float
     evidence: dict[str, float]
     explanation: str
+    started: float | None = None  # when the fault began, where the evidence shows it
 
     @property
     def state(self) -> str:
@@ -86,7 +87,8 @@ class Tracker:
             fresh = Health(OK, None, now, 0.0, {}, f"{self.name} looks healthy.")
         else:
             assert worst is not None
-            fresh = Health(state, worst.fault, now, confidence(worst.score), worst.evidence,
+            since = now if worst.started is None else min(now, worst.started)
+            fresh = Health(state, worst.fault, since, confidence(worst.score), worst.evidence,
                            worst.explanation)
         if (fresh.state, fresh.fault) == (current.state, current.fault):
             self.health = Health(current.state, current.fault, current.since, fresh.confidence,
