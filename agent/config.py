@@ -453,7 +453,8 @@ class InterlockConfig(_Section):
         return self
 
 
-PausingFault = Literal["silent", "stuck", "drift", "wrong_unit", "out_of_range", "spiky", "noisy"]
+PausingFault = Literal["silent", "stuck", "drift", "wrong_unit", "out_of_range", "spiky", "noisy",
+                       "mixed_units"]
 PAUSING_FAULTS: tuple[PausingFault, ...] = ("silent", "stuck", "drift", "wrong_unit",
                                             "out_of_range")
 
@@ -464,7 +465,8 @@ class DiagnosisSection(_Section):
     enabled: bool = True
     check_every: Duration = 10.0
     pause: bool = True  # a policy stops acting on a faulty input
-    # the faults that pause a policy; spikes and noise are what the outlier filter cleans
+    # the faults that pause a policy; spikes, noise and a few readings in another unit are what
+    # the outlier filter cleans
     pause_on: list[PausingFault] = Field(default_factory=lambda: list(PAUSING_FAULTS))
     safe_actions: dict[TopicWord, TopicWord] = Field(default_factory=dict)  # policy -> action|hold
     rooms: dict[TopicWord, list[TopicWord]] = Field(default_factory=dict)  # devices of one room

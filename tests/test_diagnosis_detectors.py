@@ -112,6 +112,17 @@ def test_a_jump_by_a_unit_conversion_is_a_wrong_unit() -> None:
     assert "wrong_unit" not in faults(feed(other), 1000.0 + 110 * 60)
 
 
+def test_some_readings_in_fahrenheit_are_a_wrong_unit_not_spikes() -> None:
+    values = healthy(120)
+    for i in (70, 85, 100, 110):
+        values[i] = round(values[i] * 1.8 + 32, 3)
+    found = faults(feed(values), 1000.0 + 120 * 60)
+    assert "spiky" not in found and found["mixed_units"].state == FAULTY
+    assert found["mixed_units"].explanation == ("room-1 temperature sends some readings in F "
+                                               "without saying so: 4 of its last 60 were the "
+                                               "same value in F.")
+
+
 def test_drift_against_the_reference_walks_away() -> None:
     m = feed(healthy(100))
     for _ in range(60):

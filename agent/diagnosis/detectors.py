@@ -117,28 +117,64 @@ def steps(values: Sequence[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(values)]
 
 
-def spike_count(values: Sequence[float], scale: float, floor: float) -> int:
-    """Readings that jump away from both neighbours and come back (a step is no spike)."""
+def spikes_of(values: Sequence[float], scale: float, floor: float) -> list[tuple[float, float]]:
+    """Readings that jump away from both neighbours and come back (a step is no spike), as
+    (the reading, its neighbours' mean)."""
     limit = max(SPIKE_SIGMAS * scale, floor)
-    count = 0
+    out = []
     for a, b, c in zip(values, values[1:], values[2:], strict=False):
         up, down = b - a, b - c
         if up * down > 0 and min(abs(up), abs(down)) > limit and abs(c - a) < 0.5 * limit:
-            count += 1
-    return count
+            out.append((b, (a + c) / 2))
+    return out
+
+
+def spike_count(values: Sequence[float], scale: float, floor: float) -> int:
+    return len(spikes_of(values, scale, floor))
+
+
+def converted(quantity: str, level: float, value: float) -> str | None:
+    """The unit in which ``value`` is ``level``, if some unit conversion makes it so."""
+    for unit, factor, offset in CONVERSIONS.get(quantity, ()):
+        expected = level * factor + offset
+        if abs(value - expected) <= max(0.05 * abs(expected), 0.02 * abs(value - level)):
+            return unit
+    return None
+
+
+def mixed_units(name: str, quantity: str, spikes: list[tuple[float, float]],
+                readings: int) -> Finding | None:
+    """Most spikes are the neighbours' value in another unit: some readings come in it."""
+    units = [converted(quantity, level, value) for value, level in spikes]
+    hits = [u for u in units if u is not None]
+    if len(hits) < SPIKES_FAULTY or 3 * len(hits) < 2 * len(spikes):
+        return None
+    unit = max(set(hits), key=hits.count)
+    return Finding(
+        "mixed_units",
+        1.0,
+        {"in_other_unit": len(hits), "readings": readings},
+        f"{name} sends some readings in {unit} without saying so: {len(hits)} of its last "
+        f"{readings} were the same value in {unit}.",
+    )
 
 
 def spiky(
-    name: str, values: Sequence[float], base_scale: float | None, floor: float
+    name: str, values: Sequence[float], base_scale: float | None, floor: float,
+    quantity: str = "",
 ) -> Finding | None:
     """Spikes in the window, measured against the series' own step spread."""
     if len(values) < 10 or len(set(values)) <= 3:
         return None  # binary and three-level series (motion, a switch) jump by nature
     current = robust_scale(steps(values))
     scale = max(base_scale or 0.0, current)  # a noisy window is no spiky one
-    spikes = spike_count(values, scale, floor)
+    found = spikes_of(values, scale, floor)
+    spikes = len(found)
     if spikes < SPIKES_SUSPECT:
         return None
+    mixed = mixed_units(name, quantity, found, len(values))
+    if mixed is not None:
+        return mixed
     return Finding(
         "spiky",
         1.0 if spikes >= SPIKES_FAULTY else 0.6,

@@ -119,7 +119,7 @@ class SeriesMonitor:
         floor = self.limits.spike_floor
         window = list(self.values)[-WINDOW:]
         if floor is not None:
-            out.append(d.spiky(self.name, window, self.base_scale(), floor))
+            out.append(d.spiky(self.name, window, self.base_scale(), floor, self.quantity))
             if (d.robust_scale(d.steps(window)) if len(window) > 2 else 0.0) > floor / 5:
                 out.append(d.noisy(self.name, window, self.base_scale()))
         if self.limits.drift_tolerance is not None and len(self.baseline) >= BASELINE_READINGS:
