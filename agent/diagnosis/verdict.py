@@ -8,8 +8,8 @@ from typing import Any
 OK, SUSPECT, FAULTY = "ok", "suspect", "faulty"
 STATES = (OK, SUSPECT, FAULTY)
 #: which fault explains the others when several show at once (a stuck sensor also drifts)
-PRECEDENCE = ("silent", "wrong_unit", "mixed_units", "out_of_range", "stuck", "noisy", "spiky", "drift",
-              "contradicts", "no_ack", "no_effect", "fighting")
+PRECEDENCE = ("silent", "wrong_unit", "mixed_units", "out_of_range", "stuck", "noisy", "spiky",
+              "drift", "contradicts", "no_ack", "no_effect", "fighting")
 
 
 def _rank(finding: Finding) -> tuple[int, int]:
