@@ -56,14 +56,16 @@ class Tally:
     right: int = 0  # alarms of this kind that were right
     alarms: int = 0  # alarms of this kind, on any trace
     delays: list[float] = field(default_factory=list)
+    unobservable: int = 0  # traces where the fault never had a chance to show
 
     def row(self, kind: str) -> str:
         precision = self.right / self.alarms if self.alarms else float("nan")
         recall = self.found / self.traces if self.traces else float("nan")
         med = statistics.median(self.delays) / 60 if self.delays else float("nan")
         p95 = _p95(self.delays) / 60 if self.delays else float("nan")
+        note = f"  ({self.unobservable} more never exercised)" if self.unobservable else ""
         return (f"{kind:<13} {self.traces:>6} {precision:>9.3f} {recall:>7.3f} "
-                f"{med:>8.1f} {p95:>8.1f}")
+                f"{med:>8.1f} {p95:>8.1f}{note}")
 
 
 def _p95(values: list[float]) -> float:
@@ -72,13 +74,19 @@ def _p95(values: list[float]) -> float:
 
 
 def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0
-              ) -> tuple[Label | None, list[Alarm]]:
-    """Feed one trace to a fresh :class:`Diagnoser`; every alarm it raised."""
+              ) -> tuple[Label | None, list[Alarm], bool]:
+    """Feed one trace to a fresh :class:`Diagnoser`; every alarm it raised, and whether the
+    fault could show at all (a dead HVAC that is never asked to heat or cool cannot)."""
     label, events = trace(kind, seed, size, hours=hours)
     diag: Diagnoser | None = None
     alarms: list[Alarm] = []
     next_check = 0.0
+    exercised = kind != "no_effect"
     for event in events:
+        if (not exercised and label is not None and event.what == "command"
+                and event.data[0] == "room-hvac" and event.data[3] in ("heat", "cool")
+                and event.t >= label.onset):
+            exercised = True
         if diag is None:
             diag, next_check = Diagnoser(LAYOUT, event.t), event.t + CHECK_EVERY
         while event.t >= next_check:
@@ -86,7 +94,7 @@ def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0
                        for c in diag.check(next_check) if c.health.state == FAULTY]
             next_check += CHECK_EVERY
         _feed(diag, event.what, event.t, event.data)
-    return label, alarms
+    return label, alarms, exercised
 
 
 def _feed(diag: Diagnoser, what: str, t: float, data: tuple[object, ...]) -> None:
@@ -114,7 +122,8 @@ class Results:
     healthy_alarms: Counter[str] = field(default_factory=Counter)
     healthy_days: float = 0.0
 
-    def add(self, label: Label | None, alarms: list[Alarm], hours: float) -> None:
+    def add(self, label: Label | None, alarms: list[Alarm], hours: float,
+            exercised: bool = True) -> None:
         if label is None:
             self.healthy_days += hours / 24
             for a in alarms:
@@ -122,10 +131,13 @@ class Results:
                 self.tallies[a.fault].alarms += 1
             return
         tally = self.tallies[label.kind]
-        tally.traces += 1
         hits = [a for a in alarms if a.key == label.key and a.fault == label.kind
                 and label.onset <= a.t <= label.end + 3600]
-        if hits:
+        if exercised:
+            tally.traces += 1
+        else:
+            tally.unobservable += 1
+        if hits and exercised:
             tally.found += 1
             tally.delays.append(hits[0].t - label.onset)
         for a in alarms:
@@ -150,14 +162,14 @@ def run_bench(seeds: int = 10, healthy: int = 20, hours: float = 24.0,
     started = time.process_time()
     results = Results()
     for i in range(healthy):
-        label, alarms = run_trace(None, first_seed + i, 0.0, hours)
+        label, alarms, _ = run_trace(None, first_seed + i, 0.0, hours)
         results.add(label, alarms, hours)
     for kind in KINDS:
         sizes = SIZES[kind][1]
         for i in range(seeds):
             size = sizes[i % len(sizes)]
-            label, alarms = run_trace(kind, first_seed + 1000 + i, size, hours)
-            results.add(label, alarms, hours)
+            label, alarms, exercised = run_trace(kind, first_seed + 1000 + i, size, hours)
+            results.add(label, alarms, hours, exercised)
     echo("statistical detectors (agent.diagnosis); engine: none trained yet")
     for line in results.table():
         echo(line)

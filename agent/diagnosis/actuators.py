@@ -11,7 +11,7 @@ from agent.diagnosis.verdict import Finding
 ACK_GRACE_S = 2.0  # on top of the command's TTL
 FIGHTS_FAULTY, FIGHTS_SUSPECT = 3, 2
 EFFECT_MARGIN = 1.0  # the room must be this far on the wrong side of the setpoint (K)
-MIN_EFFECT = 0.25  # K over the effect window that a working HVAC changes the room's course by
+MIN_EFFECT = 0.08  # K over the effect window that a working HVAC changes the room's course by
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +34,17 @@ class Timing:
 
 
 def slope_change(points: list[tuple[float, float]], start: float, end: float) -> float | None:
-    """The room's change over [start, end] from its first to its last reading there."""
-    inside = [v for t, v in points if start <= t <= end]
-    return inside[-1] - inside[0] if len(inside) >= 3 else None
+    """The room's change over [start, end]: its least-squares slope times the span (noise in
+    single readings barely moves it)."""
+    inside = [(t, v) for t, v in points if start <= t <= end]
+    if len(inside) < 3:
+        return None
+    mt = sum(t for t, _ in inside) / len(inside)
+    mv = sum(v for _, v in inside) / len(inside)
+    var = sum((t - mt) ** 2 for t, _ in inside)
+    if var <= 0:
+        return None
+    return sum((t - mt) * (v - mv) for t, v in inside) / var * (end - start)
 
 
 class ActuatorMonitor:
@@ -146,7 +154,7 @@ class ActuatorMonitor:
         if during is None:
             return None
         effect = sign * (during - before)
-        if effect >= MIN_EFFECT or sign * during > 0.1:
+        if effect >= MIN_EFFECT or sign * during > 0.05:
             return None
         return Finding(
             "no_effect",

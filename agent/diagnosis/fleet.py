@@ -12,6 +12,8 @@ from agent.diagnosis.detectors import usual_interval
 from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK, Finding, Health, Tracker
 
+RANGE_MARGIN = 0.01  # of the plausible range: readings just outside it are noise at a limit
+
 
 def cut_off(found: dict[str, list[Finding]]) -> None:
     """Most series silent at once is the agent cut off (a broker, a network, a stall), not
@@ -94,6 +96,10 @@ class Diagnoser:
     def reading(self, device: str, quantity: str, ts: float, value: float,
                 in_range: bool = True) -> None:
         monitor = self._series(device, quantity)
+        bounds = self.layout.bounds.get(quantity)
+        if not in_range and bounds is not None:  # a humid 100.3 %: noise at a limit, no glitch
+            margin = RANGE_MARGIN * (bounds[1] - bounds[0])
+            in_range = bounds[0] - margin <= value <= bounds[1] + margin
         monitor.observe(ts, value, in_range)
         if not in_range:
             return
