@@ -44,17 +44,30 @@ def test_a_state_that_contradicts_its_own_command() -> None:
 
 def test_cooling_that_does_not_cool() -> None:
     m = monitor()
-    for i in range(21):  # the room warmed 0.5 K in the 20 minutes before
-        m.on_room(i * 60.0, 25.0 + 0.5 * i / 20)
+    for i in range(21):  # the room warmed 0.4 K in the 20 minutes before
+        m.on_room(i * 60.0, 25.0 + 0.4 * i / 20)
     m.on_command(1200.0, "a", "cool", 21.0, 30.0)
     m.on_state(1201.0, "cool", 21.0, "a")
     for i in range(1, 21):  # and keeps warming while told to cool
-        m.on_room(1200.0 + i * 60.0, 25.5 + 0.4 * i / 20)
+        m.on_room(1200.0 + i * 60.0, 25.4 + 0.4 * i / 20)
     assert found(m, 2399.0) == {}  # not yet 20 minutes
     findings = m.findings(2400.0)
     assert [(f.fault, f.state) for f in findings] == [("no_effect", FAULTY)]
     assert round(findings[0].evidence["change_k"], 9) == 0.4
-    assert "has been set to cool for 20 min, yet the room went 0.4 K" in findings[0].explanation
+    assert findings[0].explanation == ("room-hvac hvac has been set to cool for 20 min, yet the "
+                                       "room went 0.4 K (it went 0.4 K before): it seems to have "
+                                       "no effect.")
+
+
+def test_heating_that_only_slows_the_cooling_is_an_effect() -> None:
+    m = monitor()
+    for i in range(21):  # a cold night: the room lost 0.3 K in the 20 minutes before
+        m.on_room(i * 60.0, 20.0 - 0.3 * i / 20)
+    m.on_command(1200.0, "a", "heat", 23.0, 30.0)
+    m.on_state(1201.0, "heat", 23.0, "a")
+    for i in range(1, 21):  # a small heater: the room now loses only 0.1 K
+        m.on_room(1200.0 + i * 60.0, 19.7 - 0.1 * i / 20)
+    assert found(m, 2400.0) == {}
 
 
 def test_cooling_that_cools_is_fine_and_a_room_at_its_setpoint_proves_nothing() -> None:
