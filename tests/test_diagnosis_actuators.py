@@ -95,3 +95,16 @@ def test_a_person_switching_back_after_each_command() -> None:
         expected = {} if k == 0 else {"fighting": SUSPECT if k == 1 else FAULTY}
         assert found(m, t + 121) == expected
     assert found(m, 2120.0 + 7201) == {}  # forgotten after fight_memory
+
+
+def test_a_noisy_thermometer_proves_nothing_about_the_hvac() -> None:
+    m = monitor()
+    jitter = [0.9, -1.1, 0.4, -0.2, 1.3, -0.8, 0.1, -1.4, 0.7, 0.2, -0.6, 1.0, -0.3, 0.5, -1.2,
+              0.8, -0.1, 0.3, -0.9, 1.1, -0.5]
+    for i in range(21):
+        m.on_room(i * 60.0, 25.0 + jitter[i])
+    m.on_command(1200.0, "a", "cool", 21.0, 30.0)
+    m.on_state(1201.0, "cool", 21.0, "a")
+    for i in range(1, 21):
+        m.on_room(1200.0 + i * 60.0, 25.0 + jitter[20 - i])
+    assert found(m, 2400.0) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ ACK_GRACE_S = 2.0  # on top of the command's TTL
 FIGHTS_FAULTY, FIGHTS_SUSPECT = 3, 2
 EFFECT_MARGIN = 1.0  # the room must be this far on the wrong side of the setpoint (K)
 MIN_EFFECT = 0.08  # K over the effect window that a working HVAC changes the room's course by
+MIN_POINTS = 8  # room readings in a window to judge it
+MAX_ERROR = 0.25  # K: a change known less precisely than this (a noisy thermometer) proves nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +38,21 @@ class Timing:
 
 def slope_change(points: list[tuple[float, float]], start: float, end: float) -> float | None:
     """The room's change over [start, end]: its least-squares slope times the span (noise in
-    single readings barely moves it)."""
+    single readings barely moves it); None when too few readings or too noisy to tell."""
     inside = [(t, v) for t, v in points if start <= t <= end]
-    if len(inside) < 3:
+    if len(inside) < MIN_POINTS:
         return None
-    mt = sum(t for t, _ in inside) / len(inside)
-    mv = sum(v for _, v in inside) / len(inside)
+    n = len(inside)
+    mt = sum(t for t, _ in inside) / n
+    mv = sum(v for _, v in inside) / n
     var = sum((t - mt) ** 2 for t, _ in inside)
     if var <= 0:
         return None
-    return sum((t - mt) * (v - mv) for t, v in inside) / var * (end - start)
+    slope = sum((t - mt) * (v - mv) for t, v in inside) / var
+    residual = sum((v - mv - slope * (t - mt)) ** 2 for t, v in inside) / (n - 2)
+    if math.sqrt(residual / var) * (end - start) > MAX_ERROR:
+        return None
+    return slope * (end - start)
 
 
 class ActuatorMonitor:
@@ -150,8 +158,8 @@ class ActuatorMonitor:
         if len(window) < 3 or any(sign * (mode.value - v) < EFFECT_MARGIN for v in window):
             return None  # the setpoint is (nearly) reached: nothing to expect
         during = slope_change(room, now - span, now)
-        before = slope_change(room, mode.ts - span, mode.ts) or 0.0
-        if during is None:
+        before = slope_change(room, mode.ts - span, mode.ts)
+        if during is None or before is None:
             return None
         effect = sign * (during - before)
         if effect >= MIN_EFFECT or sign * during > 0.05:
