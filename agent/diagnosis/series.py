@@ -43,6 +43,8 @@ class SeriesMonitor:
         self.last_seen: float | None = None
         self.last_bad: float | None = None
         self.same = self.pairs = 0
+        self.turns = self.moves = 0  # steps that reverse the previous one, of nonzero steps
+        self._last_step = 0.0
         self.resting: set[float] = set()
         self.change_times: deque[float] = deque(maxlen=4000)
         self.scales: deque[float] = deque(maxlen=48)  # step spread of past windows
@@ -65,6 +67,10 @@ class SeriesMonitor:
             if value == previous:
                 self.same += 1
             else:
+                step = value - previous
+                self.moves += 1
+                self.turns += step * self._last_step < 0
+                self._last_step = step
                 self.change_times.append(ts)
                 self._run_ended(previous)
         self.times.append(ts)
@@ -134,8 +140,20 @@ class SeriesMonitor:
     def _stuck(self, others_moved: int | None) -> Finding | None:
         n = d.run_length(self.values)
         same, pairs = self.same - (n - 1), self.pairs - (n - 1)
-        return d.stuck(self.name, list(self.values)[-n:], list(self.times)[-n:],
-                       d.repeat_probability(same, pairs), pairs, self.resting, others_moved)
+        found = d.stuck(self.name, list(self.values)[-n:], list(self.times)[-n:],
+                        d.repeat_probability(same, pairs), pairs, self.resting, others_moved)
+        if found is not None and not self.jittery:
+            # a smooth series (a lamp, a noiseless level at rest) may really stand still
+            found = Finding(found.fault, min(found.score, 0.6), found.evidence,
+                              found.explanation, found.started)
+        return found
+
+    @property
+    def jittery(self) -> bool:
+        """Whether this series moves like a real sensor: measurement noise makes its steps
+        turn back often. Only such a series that stops moving is stuck for sure."""
+        return (self.limits.spike_floor is not None and self.moves >= 30
+                and self.turns >= 0.3 * self.moves)
 
     def _unit_finding(self) -> Finding | None:
         """A unit jump, kept while the level stays where the conversion put it."""
