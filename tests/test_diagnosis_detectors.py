@@ -163,5 +163,13 @@ def test_the_tracker_names_the_fault_that_explains_the_others() -> None:
 
 
 def test_usual_interval_ignores_dropouts() -> None:
-    times = [0, 60, 120, 240, 300, 360, 420, 540, 600]
+    times = [60.0 * i for i in range(30) if i % 7 != 3]
     assert d.usual_interval(times) == 60
+    assert d.usual_interval(times[:15]) is None  # too little history to know
+
+
+def test_a_burst_of_readings_then_a_pause_is_no_silence() -> None:
+    m = SeriesMonitor("room-1", "temperature")
+    for i in range(25):
+        m.observe(1000.0 + 0.001 * i, 27.5)
+    assert "silent" not in faults(m, 1004.0)

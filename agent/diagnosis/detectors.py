@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from agent.diagnosis.verdict import Finding
 
 SILENT_SUSPECT, SILENT_FAULTY = 4.0, 8.0  # gaps, in usual intervals
+SILENT_HISTORY = 20  # gaps seen before a series has a usual interval
+SILENT_MIN_S = 5.0  # a shorter silence is never one (bursts of readings have tiny gaps)
 STUCK_MIN_RUN = 8  # identical readings before a series can be stuck
 STUCK_FAULTY_P, STUCK_SUSPECT_P = 1e-7, 1e-4  # chance of such a run for this series
 STEPPED = 0.9  # a series repeating itself this often is quantised or steps: never stuck
@@ -33,11 +35,11 @@ def fmt(value: float) -> str:
 def usual_interval(times: Sequence[float]) -> float | None:
     """The median gap between readings (dropouts barely move it)."""
     gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
-    return statistics.median(gaps) if len(gaps) >= 5 else None
+    return statistics.median(gaps) if len(gaps) >= SILENT_HISTORY else None
 
 
 def silent(name: str, now: float, last: float | None, interval: float | None) -> Finding | None:
-    if last is None or interval is None or interval <= 0:
+    if last is None or interval is None or interval <= 0 or now - last < SILENT_MIN_S:
         return None
     gaps = (now - last) / interval
     if gaps < SILENT_SUSPECT:
