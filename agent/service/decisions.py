@@ -160,6 +160,8 @@ class DecisionService:
                 st.gate = {"state": "pending"}
         self.decisions = 0
         self.stopping = False
+        # diagnosis: True when a policy must hold off (a faulty input); set by the runtime
+        self.hold: Callable[[PolicyConfig, str], bool] | None = None
 
     def restore_history(self) -> int:
         """Tell the safety layer what was sent in the last hour, so that a restart neither
@@ -422,6 +424,8 @@ class DecisionService:
     def run(self, name: str, trigger: str = "schedule") -> dict[str, Any] | None:
         st = self.states.get(name)
         if st is None:
+            return None
+        if self.hold is not None and self.hold(st.policy, trigger):
             return None
         situation = self.situation(st.policy)
         if situation is None:

@@ -26,6 +26,7 @@ from agent.pipeline.parse import excerpt
 from agent.service import limits, modelinstall, modelreceiver, modelupdate, systemd, updatekey
 from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
+from agent.service.health import HealthService
 from agent.service.homeassistant import (
     Announcement,
     clean_payload,
@@ -104,9 +105,10 @@ class Agent:
             config, self.id, peers=self.peers, decisions=lambda: self.decisions,
             publish=self._publish, clock=clock,
         )
+        self.health = HealthService(config, self.id, publish=self._publish, key=None, clock=clock)
         extra = [
             self.topic_states, self.topic_intents, *self.peers.filters(),
-            *self.federation.filters(),
+            *self.federation.filters(), *self.health.filters(),
         ]
         self.topic_ha_status = f"{config.homeassistant.prefix}/status"
         self._announced: set[tuple[str, str]] = set()
@@ -162,6 +164,9 @@ class Agent:
         self.scheduler.add_job(
             self.heartbeat.beat, "interval", seconds=10, id="heartbeat", executor=VITAL
         )
+        if self.config.diagnosis.enabled:
+            self.scheduler.add_job(self.health.tick, "interval", id="health", max_instances=1,
+                                   seconds=self.config.diagnosis.check_every, coalesce=True)
         self.heartbeat.beat()
         if self.config.metrics.port is not None:
             self._serve_metrics()
@@ -263,6 +268,9 @@ class Agent:
     def _on_message(self, msg: Message) -> None:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
             return
+        if self.health.observe(msg):  # our own commands: seen by the diagnosis only
+            self.mqtt.ack(msg)
+            return
         if self.updates is not None and self.updates.handle(msg):
             return  # acknowledged by the receiver once written
         if msg.topic == self.topic_ha_status:
@@ -315,6 +323,7 @@ class Agent:
             **({} if self.intents is None else {"intents": self.intents.status()}),
             **({"peers": self.peers.status()} if hasattr(self, "peers") and self.peers.trackers
                else {}),
+            **({"health": self.health.status()} if hasattr(self, "health") else {}),
             **(
                 {"federation": self.federation.status()}
                 if hasattr(self, "federation") and self.federation.feds
@@ -410,6 +419,15 @@ class Agent:
             per_minute=cfg.intents.per_minute,
         )
         log_confirming(cfg)
+        self._attach_health(key)
+
+    def _attach_health(self, key: bytes) -> None:
+        from agent.service.holding import held
+
+        self.health.key = key
+        decisions = self.decisions
+        if decisions is not None:
+            decisions.hold = lambda policy, trigger: held(decisions, self.health, policy, trigger)
 
     def _start_decisions(self) -> None:
         assert self.decisions is not None and self.outbox is not None
@@ -543,6 +561,7 @@ class Agent:
                 else self.model_state["state"] == "ready",
             )
         )
+        self.metrics.add_health(self.health.gauges)
         assert self.config.metrics.port is not None
         port = self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
         log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)
@@ -663,6 +682,7 @@ class Agent:
         )
         new.restore_history()
         self.decisions = new
+        self._attach_health(old.key)
         old.stopping = True
         self._schedule_policies()
         threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
