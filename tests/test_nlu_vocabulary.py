@@ -26,3 +26,23 @@ def test_the_owners_aliases_come_first_and_english_adds_nothing() -> None:
     assert both["aliases"][:2] == ["Küchenlicht", "kitchen lamp"]
     assert both["aliases"].count("Küchenlicht") == 1
     assert "厨房灯" in both["aliases"] and "Küchenlampe" in both["aliases"]
+
+
+def test_refusals_come_in_the_language_of_the_request() -> None:
+    from agent.config import IntentsSection
+    from agent.nlu.pipeline import Understander
+    from agent.nlu.result import Refusal
+
+    light = {"device": "kitchen-light", "actuator": "light", "name": "kitchen light",
+             "actions": ["on", "off", "brightness"],
+             "value": {"min": 0, "max": 100, "actions": ["brightness"]}}
+    u = Understander(IntentsSection(languages=["en", "de", "zh"]), [light])
+    german = u.understand("Schalte die Garage an")
+    assert isinstance(german, Refusal) and german.language == "de"
+    assert german.reason.startswith("unbekanntes Gerät")
+    too_bright = u.understand("Dimme das Küchenlicht auf 150 Prozent")
+    assert isinstance(too_bright, Refusal) and "außerhalb von 0 bis 100" in too_bright.reason
+    chinese = u.understand("关掉车库的灯")
+    assert isinstance(chinese, Refusal) and chinese.reason.startswith("未知设备")
+    english = u.understand("open the garage")
+    assert isinstance(english, Refusal) and english.reason.startswith("unknown device 'garage'")

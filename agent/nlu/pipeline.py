@@ -10,9 +10,10 @@ from agent.nlu import fuzzy
 from agent.nlu.config import IntentsConfig
 from agent.nlu.entities import Entity, entities_from
 from agent.nlu.guard import refusal_reason
-from agent.nlu.mapping import Mapped, ambiguity, command_range, map_hit
+from agent.nlu.mapping import Mapped, ambiguity, map_hit
 from agent.nlu.normalise import Normalised, normalise
 from agent.nlu.polarity import polarity
+from agent.nlu.questions import out_of_range, unknown_device
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
 from agent.nlu.templates import Hit, Templates
 from agent.nlu.vocabulary import with_translations
@@ -20,6 +21,9 @@ from agent.policy.intents import unknown_phrase
 
 MAX_TEXT = 500
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# words and letters that English requests do not use: enough to say which language to answer in
+_GERMAN = re.compile(r"[äöüß]|\b(schalte|schalt|mach|mache|stelle|stell|dimme|öffne|schließe|"
+                     r"heize|kühle|bitte|das|die|der|den|ein|aus|auf|nicht)\b")
 DELTA_REASON = ("a change by {d:g} degrees needs the current setpoint, which is not known here; "
                 "say the temperature you want (for example 'heat the lounge to 23 degrees')")
 
@@ -59,9 +63,12 @@ class Understander:
         return self._no_match(said[langs[0]], langs[0])
 
     def _order(self, text: str) -> list[str]:
+        """The configured languages, the one the request looks written in first."""
         langs = list(self.templates.languages)
         if _CJK.search(text):  # Chinese script first when the request is written in it
             langs.sort(key=lambda lang: not lang.startswith("zh"))
+        elif _GERMAN.search(text.lower()):
+            langs.sort(key=lambda lang: not lang.startswith("de"))
         return langs
 
     def _templates(self, text: str, lang: str, layer: str | None = None) -> Mapped | None:
@@ -105,10 +112,11 @@ class Understander:
         candidates = fuzzy.mentioned(said.text, self.entities, self.config.fuzzy_min)
         if not candidates:
             known = ", ".join(e.name for e in self.entities[:8])
-            return Refusal(f"unknown device {unknown_phrase(said.text)!r}; the devices here are: "
-                           f"{known}", lang)
+            return Refusal(unknown_device(unknown_phrase(said.text), known, lang), lang)
         ranged = [e for e in candidates if e.value_actions]
         if said.numbers and ranged and not any(e.in_range(n) for e in ranged
                                                for n in said.numbers):
-            return Refusal(command_range(ranged[0], said.numbers[0]), lang)
+            e = ranged[0]
+            return Refusal(out_of_range(said.numbers[0], e.value_min or 0.0, e.value_max or 0.0,
+                                        e.name, lang), lang)
         return NoMatch(said.text, lang, tuple(candidates), said.numbers, polarity(said.text))

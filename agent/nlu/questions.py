@@ -27,3 +27,21 @@ def heat_or_cool(name: str, value: float | None, lang: str) -> str:
     base = _base(lang) if _base(lang) in _MODE else "en"
     to = "" if value is None else _TO[base].format(v=value)
     return _MODE[base].format(name=name, to=to)
+
+
+_UNKNOWN = {"en": "unknown device {phrase!r}; the devices here are: {known}",
+            "de": "unbekanntes Gerät {phrase!r}; die Geräte hier: {known}",
+            "zh": "未知设备 {phrase!r}；这里的设备有：{known}"}
+_OUT_OF_RANGE = {"en": "{v:g} is outside {lo:g} to {hi:g} for the {name}",
+                 "de": "{v:g} liegt außerhalb von {lo:g} bis {hi:g} für {name}",
+                 "zh": "{v:g} 超出了{name}的范围 {lo:g} 到 {hi:g}"}
+
+
+def unknown_device(phrase: str, known: str, lang: str) -> str:
+    base = _base(lang) if _base(lang) in _UNKNOWN else "en"
+    return _UNKNOWN[base].format(phrase=phrase, known=known)
+
+
+def out_of_range(value: float, lo: float, hi: float, name: str, lang: str) -> str:
+    base = _base(lang) if _base(lang) in _OUT_OF_RANGE else "en"
+    return _OUT_OF_RANGE[base].format(v=value, lo=lo, hi=hi, name=name)
