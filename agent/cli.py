@@ -490,8 +490,8 @@ def tune(
         return
     federate = None
     if group is not None:
+        from agent.inference.adapters import INTENTS, policy_target
         from agent.tune.fedlora import FedTune
-        from agent.tune.install import INTENTS, policy_target
 
         target = INTENTS if policy is None else policy_target(policy)
         federate = FedTune(cfg.mqtt, cfg.agent.id, group, target, rounds=rounds,

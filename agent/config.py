@@ -27,6 +27,7 @@ from pydantic import (
 
 from agent.actionvalues import value_actions
 from agent.errors import ConfigError
+from agent.units import known_unit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -233,8 +234,6 @@ class SensorConfig(_Section):
     @field_validator("unit")
     @classmethod
     def _unit(cls, value: str | None) -> str | None:
-        from agent.pipeline.units import known_unit
-
         if value is not None and not known_unit(value):
             raise ValueError(f"unknown unit {value!r}")
         return value

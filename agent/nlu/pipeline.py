@@ -16,7 +16,7 @@ from agent.nlu.polarity import polarity
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
 from agent.nlu.templates import Hit, Templates
 from agent.nlu.vocabulary import with_translations
-from agent.policy.intents import unknown_phrase
+from agent.words import unknown_phrase
 
 MAX_TEXT = 500
 _CJK = re.compile(r"[\u3400-\u9fff]")

@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
+from agent.inference.adapters import INTENTS, adapter_for, policy_target
 from agent.inference.worker import InferenceWorker
 from agent.peers.aggregate import GroupDecision
 from agent.pipeline.core import Pipeline
@@ -45,7 +46,6 @@ from agent.policy.safety import Proposal, SafetyLayer, Verdict
 from agent.policy.signing import make_command
 from agent.service.outbox import Outbox
 from agent.storage import Store
-from agent.tune.install import INTENTS, adapter_for, policy_target
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,8 @@ class DecisionService:
     def _build(self, policy: PolicyConfig) -> Engine:
         if policy.engine == "llm":
             # a tuned LoRA adapter (edge-agent tune) for this policy, if one is installed
-            adapter = adapter_for(self.config, policy_target(policy.name), self.model_sha256)
+            target = policy_target(policy.name)
+            adapter = adapter_for(self.config.agent.data_dir, target, self.model_sha256)
             if adapter is not None:
                 log.info("policy %s: llm engine with tuned adapter %s", policy.name, adapter.name)
 
@@ -682,7 +683,7 @@ class DecisionService:
     def generate(self, system: str, user: str, grammar: str) -> str:
         """The model's answer to an intent under its grammar (agent.service.intents)."""
         # the adapter of edge-agent tune --intents, if one is installed for this base model
-        adapter = adapter_for(self.config, INTENTS, self.model_sha256)
+        adapter = adapter_for(self.config.agent.data_dir, INTENTS, self.model_sha256)
 
         def run(model: Any) -> str:
             with model.adapter(adapter):

@@ -18,12 +18,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent import __version__
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
+from agent.inference import store as model_store
 from agent.inference.locate import ModelFile, locate
 from agent.inference.trial import tried_model
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import limits, modelinstall, modelreceiver, modelupdate, systemd, updatekey
+from agent.service import limits, modelreceiver, modelupdate, systemd, updatekey
 from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
 from agent.service.homeassistant import (
@@ -249,7 +250,7 @@ class Agent:
             self.pipeline.restore(device, quantity, self.store.points(device, quantity, since))
 
     def _load_model_info(self) -> None:
-        installed = modelinstall.current_model(self.config.agent.data_dir)
+        installed = model_store.current_model(self.config.agent.data_dir)
         if installed is not None:  # a model update installed here wins over model.path
             self.model = installed
             return
@@ -705,10 +706,10 @@ class Agent:
             worker.call(lambda m: m.embed("ok"), 60)
 
         try:
-            modelinstall.install(
+            model_store.install(
                 path,
                 None if old is None else old.path,
-                trial if self.worker is not None else modelinstall.trial_load(threads, cfg.context),
+                trial if self.worker is not None else model_store.trial_load(threads, cfg.context),
                 ts=manifest.ts,
                 version=manifest.version,
             )
