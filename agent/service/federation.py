@@ -47,13 +47,11 @@ from agent.errors import AgentError
 from agent.mqtt import Message
 from agent.peers import fedavg as fa
 from agent.peers import wire
+from agent.peers.coordinator import Coordinator, FlSettings
+from agent.peers.member import DpSettings, Member
 from agent.peers.membership import MAX_PEERS
 from agent.peers.robust import Robust
 from agent.peers.rounds import (
-    Coordinator,
-    DpSettings,
-    FlSettings,
-    Member,
     RoundMessage,
     key_payload,
     key_topic,
