@@ -11,7 +11,6 @@ model is always measured first and every figure is also printed as a ratio to it
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,16 +19,10 @@ from pathlib import Path
 from agent.errors import AgentError
 from agent.inference.locate import locate, sha256_of
 from agent.inference.model import Model
+from agent.inference.speed import generation_speed, prompt_speed, resident_mb
 
 Echo = Callable[[str], None]
 BASELINE = "bundled:smollm2-135m"
-PROMPT = (
-    "You are the controller of a small greenhouse. The air temperature has risen from 21 to "
-    "29 degrees Celsius over the last hour, the relative humidity is 78 percent, the soil "
-    "moisture sensor reads 41 percent and the vents are closed. Explain step by step what "
-    "you would do next, and why, in plain words for the gardener. Answer:"
-)
-STORY = "Once upon a time, in a small village by the sea, there lived"
 
 
 @dataclass(frozen=True)
@@ -70,8 +63,8 @@ def measure(path: Path, *, threads: int, context: int, tokens: int) -> Result:
     started = time.perf_counter()
     with Model(path, threads=threads, context=context, sha256=sha256_of(path)) as model:
         load_s = time.perf_counter() - started
-        prompt_tps = _prompt_speed(model)
-        gen_tps, generated = _generation_speed(model, tokens)
+        prompt_tps, _ = prompt_speed(model)
+        gen_tps, generated = generation_speed(model, tokens)
         after = resident_mb()
     return Result(
         path,
@@ -82,36 +75,6 @@ def measure(path: Path, *, threads: int, context: int, tokens: int) -> Result:
         generated,
         None if before is None or after is None else after - before,
     )
-
-
-def _prompt_speed(model: Model) -> float:
-    model.generate("Hello", "", max_tokens=1)  # warm-up: first-call allocations not timed
-    model.clear_prefix_cache()
-    evaluated = model.stats.evaluated_tokens
-    started = time.perf_counter()
-    model.generate(PROMPT, "", max_tokens=1)
-    seconds = time.perf_counter() - started
-    return (model.stats.evaluated_tokens - evaluated) / seconds
-
-
-def _generation_speed(model: Model, tokens: int) -> tuple[float, int]:
-    """New tokens per second, not counting the (short, cached) prompt."""
-    model.generate(STORY, "", max_tokens=1)  # caches the prompt: what follows is generation
-    generated = model.stats.generated_tokens
-    started = time.perf_counter()
-    model.generate(STORY, "", max_tokens=tokens)
-    seconds = time.perf_counter() - started
-    count = model.stats.generated_tokens - generated
-    return (count / seconds if seconds > 0 else 0.0), count
-
-
-def resident_mb() -> float | None:
-    """This process's resident memory (Linux ``/proc``); None where it cannot be read."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def table(results: list[Result]) -> list[str]:

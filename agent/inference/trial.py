@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,14 +30,6 @@ if TYPE_CHECKING:
     from agent.inference.locate import ModelFile
     from agent.inference.model import Model
 
-# ~90 tokens with SmolLM2's tokenizer: the check asks for a prompt of at least 64
-PROMPT = (
-    "You are the controller of a small greenhouse. The air temperature has risen from 21 to "
-    "29 degrees Celsius over the last hour, the relative humidity is 78 percent, the soil "
-    "moisture sensor reads 41 percent and the vents are closed. Explain step by step what "
-    "you would do next, and why, in plain words for the gardener. Answer:"
-)
-STORY = "Once upon a time, in a small village by the sea, there lived"  # never ends at once
 MIN_PROMPT_TOKENS = 64
 GENERATE_TOKENS = 8
 REBUILD = (
@@ -169,35 +160,23 @@ def _last_line(text: str) -> str:
 # -- the child ---------------------------------------------------------------------------------
 
 
-def _resident_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def exercise(path: Path, *, threads: int, context: int) -> dict[str, Any]:
     """In the child: load the model and run a prompt, an embedding and a short generation."""
     import llama_cpp
 
     from agent.inference.model import Model
+    from agent.inference.speed import generation_speed, prompt_speed, resident_mb
 
     path = path.resolve()
     started = time.perf_counter()
     with Model(path, threads=threads, context=context, sha256="trial") as model:
         load_s = time.perf_counter() - started
-        evaluated = model.stats.evaluated_tokens
-        t0 = time.perf_counter()
-        model.generate(PROMPT, "", max_tokens=1)
-        prompt_s = time.perf_counter() - t0
-        prompt_tokens = model.stats.evaluated_tokens - evaluated
+        prompt_tps, prompt_tokens = prompt_speed(model)
         if prompt_tokens < MIN_PROMPT_TOKENS:
             raise RuntimeError(f"the trial prompt is only {prompt_tokens} tokens")
         vector = model.embed("livingroom temperature 26.1 C above its band 20-24 C")
-        model.generate(STORY, "", max_tokens=1)  # caches the prompt: what follows is generation
-        generated = model.stats.generated_tokens
-        t0 = time.perf_counter()
-        model.generate(STORY, "", max_tokens=GENERATE_TOKENS)
-        gen_s = time.perf_counter() - t0
-        gen_tokens = model.stats.generated_tokens - generated
+        gen_tps, gen_tokens = generation_speed(model, GENERATE_TOKENS)
+        rss = resident_mb()
         system_info = llama_cpp.llama_print_system_info()
     return {
         "ok": True,
@@ -206,11 +185,11 @@ def exercise(path: Path, *, threads: int, context: int) -> dict[str, Any]:
         "context": context,
         "load_s": round(load_s, 3),
         "prompt_tokens": prompt_tokens,
-        "prompt_tps": prompt_tokens / prompt_s if prompt_s > 0 else 0.0,
+        "prompt_tps": prompt_tps,
         "gen_tokens": gen_tokens,
-        "gen_tps": gen_tokens / gen_s if gen_s > 0 else 0.0,
+        "gen_tps": gen_tps,
         "embedding_size": int(vector.shape[0]),
-        "rss_mb": _resident_mb(),
+        "rss_mb": rss or 0.0,
         "system_info": system_info.decode(errors="replace").strip()
         if isinstance(system_info, bytes)
         else str(system_info).strip(),
