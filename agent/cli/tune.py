@@ -236,7 +236,7 @@ def train_heads_command(config: str, out_dir: str | None) -> None:
     from agent.inference.locate import locate
     from agent.inference.model import Model
     from agent.inference.threads import pick_threads
-    from agent.service.decisions import train_heads
+    from agent.service.learning import train_heads
 
     cfg = load(config)
     setup_logging("WARNING")

@@ -207,8 +207,8 @@ class FederationService:
         if service is None:
             return
         try:
-            data = service.federation_data(f.policy, f.fed)
-            head = service.head_for(f.policy)
+            data = service.learning.federation_data(f.policy, f.fed)
+            head = service.learning.head_for(f.policy)
         except AgentError as exc:
             f.failed = f"cannot take part: {exc}"
             log.error("policy %s: federated learning %s", name, f.failed)
@@ -270,7 +270,7 @@ class FederationService:
         if member.adopted > adopted and member.head is not None:
             service = self.decisions()
             score = member.head.accuracy(member.heldout_x, member.heldout_labels)
-            if service is not None and service.install_head(
+            if service is not None and service.learning.install_head(
                 f.policy.name, member.head, score,
                 f"federated (session {message.session}, round {message.round})",
             ):

@@ -425,7 +425,7 @@ class Agent:
             self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
         )
         self.scheduler.add_job(
-            self.decisions.retrain, "interval", hours=1, id="retrain", max_instances=1
+            self.decisions.learning.retrain, "interval", hours=1, id="retrain", max_instances=1
         )
         self._schedule_policies()
         if self.peers.trackers:
@@ -470,7 +470,7 @@ class Agent:
                 self.worker = None
                 self.decisions.worker = None
         self.model_ready.set()
-        self.decisions.prepare()
+        self.decisions.learning.prepare()
         self.publish_status()
 
     def _model_unusable(self, reason: str) -> None:
@@ -666,7 +666,7 @@ class Agent:
         self.decisions = new
         old.stopping = True
         self._schedule_policies()
-        threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
+        threading.Thread(target=new.learning.prepare, name="prepare-engines", daemon=True).start()
         if new.model_sha256 != old.model_sha256:
             self.federation.start()  # the embeddings of the old model are no use to the new one
 
