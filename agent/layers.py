@@ -10,7 +10,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("agent.cli",),
     ("agent.bench", "agent.demo"),
     ("agent.service", "agent.tune"),
-    ("agent.peers", "agent.storage"),
+    ("agent.peers", "agent.storage", "agent.diagnosis"),
     ("agent.policy", "agent.pipeline", "agent.mqtt", "agent.nlu", "agent.broker"),
     ("agent.inference", "agent.config"),
     ("agent.units", "agent.numbers", "agent.actionvalues", "agent.words", "agent.durable"),
