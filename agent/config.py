@@ -608,6 +608,28 @@ class InterlockConfig(_Section):
         return self
 
 
+PausingFault = Literal["silent", "stuck", "drift", "wrong_unit", "out_of_range", "spiky", "noisy",
+                       "mixed_units"]
+PAUSING_FAULTS: tuple[PausingFault, ...] = ("silent", "stuck", "drift", "wrong_unit",
+                                            "out_of_range")
+
+
+class DiagnosisSection(_Section):
+    """Fault diagnosis of sensors and actuators (agent.diagnosis); the health topics."""
+
+    enabled: bool = True
+    check_every: Duration = 10.0
+    pause: bool = True  # a policy stops acting on a faulty input
+    # the faults that pause a policy; spikes, noise and a few readings in another unit are what
+    # the outlier filter cleans
+    pause_on: list[PausingFault] = Field(default_factory=lambda: list(PAUSING_FAULTS))
+    safe_actions: dict[TopicWord, TopicWord] = Field(default_factory=dict)  # policy -> action|hold
+    rooms: dict[TopicWord, list[TopicWord]] = Field(default_factory=dict)  # devices of one room
+    effect_after: Duration = 1200.0  # an HVAC on heat/cool must have moved its room by then
+    fight_window: Duration = 600.0  # a change by hand this soon after a command fights it
+    fight_memory: Duration = 7200.0
+
+
 class Config(_Section):
     agent: AgentSection = AgentSection()
     mqtt: MqttSection = MqttSection()
@@ -622,6 +644,19 @@ class Config(_Section):
     service: ServiceSection = ServiceSection()
     policies: list[PolicyConfig] = Field(default_factory=list)
     interlocks: list[InterlockConfig] = Field(default_factory=list)
+    diagnosis: DiagnosisSection = DiagnosisSection()
+
+    @model_validator(mode="after")
+    def _safe_actions(self) -> Config:
+        policies = {p.name: p for p in self.policies}
+        for name, action in self.diagnosis.safe_actions.items():
+            if name not in policies:
+                raise ValueError(f"diagnosis.safe_actions: no policy named {name!r}")
+            actions = policies[name].actuators[0].actions
+            if action != "hold" and action not in actions:
+                raise ValueError(f"diagnosis.safe_actions.{name}: {action!r} is not hold nor one "
+                                 f"of {actions}")
+        return self
 
     @model_validator(mode="after")
     def _unique_policies(self) -> Config:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.policy.signing import REJECTIONS, NonceMemory, check_command, parse_command
+from firmware_sim import faults
 from firmware_sim.nonces import StoredNonces
 from firmware_sim.physics import Controls
 
@@ -161,6 +162,7 @@ class Actuator:
         self.topic_state = f"{prefix}/actuators/{spec.device}/{spec.actuator}/state"
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.fault: faults.ActuatorFault | None = None  # set by the house once it sets in
         action = spec.action or spec.kind.initial
         apply(spec, action, spec.value, self.controls)
         self.state = State(action, spec.value, clock(), None)
@@ -178,6 +180,9 @@ class Actuator:
             self.rejected[reason or "malformed"] += 1
             return reason or "malformed"
         value = valid_value(command["value"], self.spec.value_range)  # checked: None or inside
+        if self.fault is not None and self.fault.kind == "ignore":
+            self.rejected[faults.IGNORED] += 1
+            return faults.IGNORED
         self._set(str(command["action"]), value, str(command["id"]))
         self.accepted += 1
         return None
@@ -217,5 +222,9 @@ class Actuator:
         self._set(action, value, None)
 
     def _set(self, action: str, value: float | None, command_id: str | None) -> None:
-        apply(self.spec, action, value, self.controls)
+        acts = True
+        if self.fault is not None:
+            action, value, acts = faults.outcome(self.fault, action, value)
+        if acts:
+            apply(self.spec, action, value, self.controls)
         self.state = State(action, value, self.clock(), command_id)

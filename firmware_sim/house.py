@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import BrokerError
 from firmware_sim.actuators import Actuator, State
+from firmware_sim.faults import broken
 from firmware_sim.physics import Room, World
 from firmware_sim.scenario import (
     UNITS,
@@ -197,6 +198,7 @@ def _sensor_sim(model: SensorModel, quantity: Quantity, seed: int, prefix: str) 
         stuck=f.stuck.span if f.stuck else None,
         drift_start=f.drift.at if f.drift else None,
         drift_per_hour=f.drift.per_hour if f.drift else 0.0,
+        late=tuple(x.fault() for x in f.late),
         seed=seed,
         prefix=prefix,
     )
@@ -242,6 +244,7 @@ class House:
             self.actuators[spec.key] = act
             self.room_of[spec.key] = room
         self._by_topic = {a.topic_set: a for a in self.actuators.values()}
+        self._faults = sorted(scenario.actuator_faults().items(), key=lambda kv: kv[1].at)
         self._sensors = self._build_sensors()
         self._events: deque[Event] = deque(sorted(scenario.events, key=lambda e: e.at))
         self._record_every = max(1, round(scenario.record_every / self.tick_s))
@@ -335,11 +338,26 @@ class House:
         with self.lock:
             self.world.step(self.tick_s)
             self.ticks += 1
-            out = self._due_events()
+            out = self._break_actuators()
+            out.extend(self._due_events())
             self._account()
             if self.ticks % self._record_every == 0:
                 self._record()
             out.extend(self._readings())
+        return out
+
+    def _break_actuators(self) -> list[Message]:
+        """Faults that set in now; a stuck actuator reports where it stuck (no command)."""
+        out: list[Message] = []
+        while self._faults and self._faults[0][1].at <= self.world.t + 1e-9:
+            key, fault = self._faults.pop(0)
+            act = self.actuators[key]
+            act.fault = fault
+            broken(fault, act.spec.actuator, act.controls)
+            log.info("%s: %s from now on", key, fault.kind)
+            if fault.action is not None and fault.action != act.state.action:
+                act.state = State(fault.action, None, self.wall_clock(), None)
+                out.append(Message(act.topic_state, act.state_payload(), retain=True))
         return out
 
     def _due_events(self) -> list[Message]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from agent.config import parse_duration, validate_yaml, validation_errors
 from agent.errors import ConfigError
 from firmware_sim.actuators import ActuatorSpec, valid_value
+from firmware_sim.faults import ActuatorFault, LateFault
 from firmware_sim.physics import RoomParams, Weather
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "config" / "scenarios"
@@ -106,6 +107,18 @@ class Drift(_Strict):
     per_hour: float
 
 
+class LateFaultModel(_Strict):
+    """A fault that sets in at ``at``: spikes, noise, glitch (impossible values) or unit."""
+
+    kind: Literal["spikes", "noise", "glitch", "unit"]
+    at: Offset
+    size: float = 0.0
+    rate: Probability = 0.0
+
+    def fault(self) -> LateFault:
+        return LateFault(self.kind, self.at, self.size, self.rate)
+
+
 class Faults(_Strict):
     """How one quantity of a sensor misbehaves; probabilities are per reading."""
 
@@ -120,6 +133,7 @@ class Faults(_Strict):
     bare: Probability = 0.0
     duplicates: Probability = 0.0
     malformed: Probability = 0.0
+    late: list[LateFaultModel] = Field(default_factory=list)
 
 
 class SensorModel(_Strict):
@@ -140,16 +154,34 @@ class SensorModel(_Strict):
         return self
 
 
+class ActuatorFaultModel(_Strict):
+    """From ``at`` on: ``dead`` (reports, does nothing), ``ignore`` (neither), ``stuck`` (stays
+    in ``action``)."""
+
+    kind: Literal["dead", "ignore", "stuck"]
+    at: Offset = 0.0
+    action: str | None = None
+
+    def fault(self) -> ActuatorFault:
+        return ActuatorFault(self.kind, self.at, self.action)
+
+
 class ActuatorModel(_Strict):
     device: Word
     actuator: ActuatorKind
     range: tuple[float, float] | None = None
     action: str | None = None  # the state it starts in (the kind's resting state by default)
     value: float | None = None
+    fault: ActuatorFaultModel | None = None
 
     @model_validator(mode="after")
     def _spec(self) -> ActuatorModel:
-        self.spec()  # ActuatorSpec checks itself; its ValueError becomes a validation error
+        spec = self.spec()  # ActuatorSpec checks itself; its ValueError becomes a validation error
+        if self.fault is not None:
+            fault = self.fault.fault()  # checks itself too
+            if fault.action is not None and fault.action not in spec.kind.actions:
+                raise ValueError(f"fault.action: a {self.actuator} does one of "
+                                 f"{', '.join(spec.kind.actions)}, got {fault.action!r}")
         return self
 
     def spec(self) -> ActuatorSpec:
@@ -194,6 +226,15 @@ class Scenario(_Strict):
     rooms: dict[Word, RoomModel] = Field(min_length=1)
     events: list[Event] = Field(default_factory=list)
     outages: list[Window] = Field(default_factory=list)  # when a demo should cut the broker
+
+    def actuator_faults(self) -> dict[str, ActuatorFault]:
+        """``device/actuator`` -> the fault that sets in, for the actuators that have one."""
+        return {
+            f"{a.device}/{a.actuator}": a.fault.fault()
+            for r in self.rooms.values()
+            for a in r.actuators
+            if a.fault is not None
+        }
 
     def actuator_specs(self) -> dict[str, tuple[str, ActuatorSpec]]:
         """``device/actuator`` -> (room, spec)."""

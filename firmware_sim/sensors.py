@@ -16,6 +16,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from firmware_sim.faults import LateFault, late_value
+
 MALFORMED = [
     b"{",
     b"\xff\xfe\x00",
@@ -49,6 +51,7 @@ class SensorSim:
     stuck: tuple[float, float] | None = None  # [start, end): repeats the first value inside
     drift_start: float | None = None  # from then on an offset grows by drift_per_hour
     drift_per_hour: float = 0.0
+    late: tuple[LateFault, ...] = ()  # faults that set in during the run
     seed: int = 0
     prefix: str = "edge"
     seq: int = 0
@@ -105,4 +108,8 @@ class SensorSim:
             value += rng.gauss(0.0, self.noise)
         if rng.random() < self.spike_prob:
             value += self.spike_size * rng.choice((-1, 1))
+        for fault in self.late:
+            if t >= fault.at:
+                draw, gauss, sign = rng.random(), rng.gauss(0.0, 1.0), rng.choice((-1, 1))
+                value = late_value(fault, value, t, draw, gauss, sign, self.quantity)
         return value

@@ -174,3 +174,16 @@ def bench_intents(languages: tuple[str, ...]) -> None:
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
+
+
+@bench.command("diagnose")
+@click.option("--seeds", default=20, show_default=True, help="Faulty days per fault kind.")
+@click.option("--healthy", default=30, show_default=True, help="Healthy days.")
+def bench_diagnose(seeds: int, healthy: int) -> None:
+    """Fault diagnosis over seeded simulated days (held-out seeds and fault sizes): precision,
+    recall and time to detect per fault kind, false alarms per device-day on healthy days."""
+    from agent.bench.diagnose import run_bench
+
+    setup_logging("WARNING")
+    ok = run_bench(seeds=seeds, healthy=healthy, echo=click.echo)
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)

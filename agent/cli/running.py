@@ -1,4 +1,5 @@
-"""Running the agent and looking inside it: run, check-config, status, readings, features, audit."""
+"""Running the agent and looking inside it: run, check-config, status, health, readings,
+features, audit."""
 
 from __future__ import annotations
 
@@ -88,6 +89,26 @@ def status(config: str, wait: float) -> None:
     except AgentError as exc:
         raise fail("status", exc, EXIT_FAILURE) from None
     click.echo("\n".join(render(statuses, cfg.agent.id)))
+
+
+@cli.command()
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option(
+    "--wait", default=5.0, show_default=True, help="Seconds to collect the retained health topics."
+)
+def health(config: str, wait: float) -> None:
+    """Print the health of every series and actuator the agent diagnoses (ok, suspect, faulty;
+    since when; the evidence and a one-sentence explanation), from the retained health topics."""
+    from agent.service.healthview import health_lines
+
+    cfg = load(config)
+    try:
+        lines = health_lines(cfg, timeout=wait)
+    except AgentError as exc:
+        raise fail("health", exc) from None
+    click.echo("\n".join(lines))
 
 
 def _open_store(config: str) -> tuple[Config, Store]:

@@ -36,6 +36,7 @@ def serve_metrics(agent: Agent) -> Metrics:
             else agent.model_state["state"] == "ready",
         )
     )
+    metrics.add_health(agent.health.gauges)
     config = agent.config.metrics
     assert config.port is not None
     port = metrics.serve(config.port, config.host)

@@ -86,6 +86,8 @@ class DecisionService:
         self.send = Sender(agent_id=agent_id, prefix=self.prefix, key=key, outbox=outbox,
                            publish=publish, on_db=on_db, store=store)
         self.decisions = 0
+        # diagnosis: True when a policy must hold off (a faulty input); set by the runtime
+        self.hold: Callable[[PolicyConfig, str], bool] | None = None
 
     @property
     def worker(self) -> InferenceWorker | None:
@@ -173,6 +175,8 @@ class DecisionService:
     def run(self, name: str, trigger: str = "schedule") -> dict[str, Any] | None:
         st = self.states.get(name)
         if st is None:
+            return None
+        if self.hold is not None and self.hold(st.policy, trigger):
             return None
         situation = self.situation(st.policy)
         if situation is None:

@@ -98,6 +98,33 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(f"{NAMESPACE}_{name}", doc, value=value)
 
 
+#: health state as a number: 0 ok, 1 suspect, 2 faulty
+HEALTH_LEVELS = {"ok": 0, "suspect": 1, "faulty": 2}
+Healths = Mapping[tuple[str, str], tuple[str, str | None]]  # (kind, key) -> (state, fault)
+HealthSource = Callable[[], tuple[Healths, Mapping[str, str]]]  # and policy -> faulty input
+
+
+class _Health(Collector):
+    """Diagnosis: per series and actuator its health, per policy whether a fault pauses it."""
+
+    def __init__(self, source: HealthSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        health, paused = self.source()
+        state = GaugeMetricFamily(f"{NAMESPACE}_health_state", "Health of a sensor series or "
+                                  "actuator: 0 ok, 1 suspect, 2 faulty.",
+                                  labels=["kind", "key", "fault"])
+        for (kind, key), (level, fault) in sorted(health.items()):
+            state.add_metric([kind, key, fault or ""], HEALTH_LEVELS.get(level, 0))
+        yield state
+        pause = GaugeMetricFamily(f"{NAMESPACE}_policy_paused", "1 while a faulty input pauses "
+                                  "the policy.", labels=["policy", "input"])
+        for policy, key in sorted(paused.items()):
+            pause.add_metric([policy, key], 1)
+        yield pause
+
+
 class Metrics:
     """The agent's metrics; ``serve(port)`` exposes them at ``http://127.0.0.1:port/metrics``."""
 
@@ -119,6 +146,9 @@ class Metrics:
         self.registry.register(_Live(sources or Sources()))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def add_health(self, source: HealthSource) -> None:
+        self.registry.register(_Health(source))
 
     def observe_ingest(self, seconds: float) -> None:
         self.ingest_latency.observe(max(0.0, seconds))

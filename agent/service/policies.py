@@ -71,6 +71,17 @@ def build_decisions(agent: Agent) -> None:
         per_minute=cfg.intents.per_minute,
     )
     log_confirming(cfg)
+    attach_health(agent, key)
+
+
+def attach_health(agent: Agent, key: bytes) -> None:
+    """Diagnosis signs the safe actions it sends, and holds off a policy with a faulty input."""
+    from agent.service.holding import held
+
+    agent.health.key = key
+    decisions = agent.decisions
+    if decisions is not None:
+        decisions.hold = lambda policy, trigger: held(decisions, agent.health, policy, trigger)
 
 
 def start_decisions(agent: Agent) -> None:
@@ -183,6 +194,7 @@ def swap_decisions(
     )
     new.restore_history()
     agent.decisions = new
+    attach_health(agent, old.key)
     old.stopping = True
     schedule_policies(agent)
     threading.Thread(target=new.learning.prepare, name="prepare-engines", daemon=True).start()

@@ -26,6 +26,7 @@ from agent.service.agentmetrics import serve_metrics
 from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
 from agent.service.halink import HomeAssistantLink
+from agent.service.health import HealthService
 from agent.service.ingest import Ingestor
 from agent.service.metrics import Metrics
 from agent.service.modelswap import start_model_updates
@@ -102,9 +103,10 @@ class Agent:
             config, self.id, peers=self.peers, decisions=lambda: self.decisions,
             publish=self.publish, clock=clock,
         )
+        self.health = HealthService(config, self.id, publish=self.publish, key=None, clock=clock)
         extra = [
             self.topic_states, self.topic_intents, *self.peers.filters(),
-            *self.federation.filters(),
+            *self.federation.filters(), *self.health.filters(),
         ]
         self.homeassistant = HomeAssistantLink(
             config, self.id, self._publish_plain,
@@ -164,6 +166,9 @@ class Agent:
         self.scheduler.add_job(
             self.heartbeat.beat, "interval", seconds=10, id="heartbeat", executor=VITAL
         )
+        if self.config.diagnosis.enabled:
+            self.scheduler.add_job(self.health.tick, "interval", id="health", max_instances=1,
+                                   seconds=self.config.diagnosis.check_every, coalesce=True)
         self.heartbeat.beat()
         if self.config.metrics.port is not None:
             self.metrics = serve_metrics(self)
@@ -264,6 +269,9 @@ class Agent:
 
     def _on_message(self, msg: Message) -> None:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
+            return
+        if self.health.observe(msg):  # our own commands: seen by the diagnosis only
+            self.mqtt.ack(msg)
             return
         if self.updates is not None and self.updates.handle(msg):
             return  # acknowledged by the receiver once written

@@ -31,6 +31,7 @@ def status_payload(agent: Agent, state: str) -> dict[str, Any]:
         **({} if agent.intents is None else {"intents": agent.intents.status()}),
         **({"peers": agent.peers.status()} if hasattr(agent, "peers") and agent.peers.trackers
            else {}),
+        **({"health": agent.health.status()} if hasattr(agent, "health") else {}),
         **(
             {"federation": agent.federation.status()}
             if hasattr(agent, "federation") and agent.federation.feds

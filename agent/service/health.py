@@ -1,0 +1,255 @@
+"""The agent's side of fault diagnosis: feeds the diagnoser what arrives, publishes the health
+topics and fault events, and tells the decisions which policies must hold off.
+
+Topics (SPEC extension): retained ``{p}/agents/{id}/health/{device}/{quantity}`` and
+``{p}/agents/{id}/health/actuators/{device}/{actuator}`` carry {state, fault, since, confidence,
+evidence, explanation, ts}; every change is also an event on ``{p}/agents/{id}/faults``, as is
+every policy that pauses or resumes because of one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.config import Config, PolicyConfig
+from agent.diagnosis.actuators import Timing
+from agent.diagnosis.fleet import Change, Diagnoser, Layout
+from agent.diagnosis.intake import Measured, measured, state_of
+from agent.diagnosis.verdict import FAULTY, Health
+from agent.mqtt import Message
+from agent.policy.signing import parse_command, verify
+from agent.service.homeassistant import safe_id
+
+log = logging.getLogger(__name__)
+
+
+def dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def layout_of(config: Config) -> Layout:
+    """Rooms from ``diagnosis.rooms``; each HVAC's room thermometer from the policies' targets."""
+    hvac: dict[str, str] = {}
+    for policy in config.policies:
+        temperature = next((k for k in policy.targets if k.endswith("/temperature")), None)
+        for act in policy.actuators:
+            if temperature is not None and {"heat", "cool"} & set(act.actions):
+                hvac.setdefault(act.key, temperature)
+    d = config.diagnosis
+    bounds = {q: s.range for q, s in config.sensors.items() if s.range is not None}
+    return Layout(dict(d.rooms), hvac, Timing(d.effect_after, d.fight_window, d.fight_memory),
+                  bounds)
+
+
+def safe_action(config: Config, policy: PolicyConfig) -> str:
+    """What a paused policy's actuator is set to: configured, else ``off`` if it has it, else
+    ``hold`` (nothing is sent)."""
+    configured = config.diagnosis.safe_actions.get(policy.name)
+    if configured is not None:
+        return configured
+    return "off" if "off" in policy.actuators[0].actions else "hold"
+
+
+def problem_sensor(config: Config, agent_id: str, health_topic: str, kind: str,
+                   key: str) -> tuple[str, dict[str, Any]]:
+    """A Home Assistant ``problem`` binary sensor on a health topic (on while faulty), with
+    the fault, since and explanation as attributes."""
+    node = safe_id(agent_id)
+    object_id = safe_id(f"health_{key.replace('/', '_')}")
+    device = key.split("/")[0]
+    payload = {
+        "unique_id": f"edge-agent_{node}_{object_id}",
+        "name": f"{key.split('/')[1]} problem",
+        "device": {"identifiers": [f"edge-agent_{node}_{safe_id(device)}"], "name": device,
+                   "via_device": f"edge-agent_{node}"},
+        "device_class": "problem",
+        "entity_category": "diagnostic",
+        "state_topic": health_topic,
+        "value_template": "{{ 'ON' if value_json.state == 'faulty' else 'OFF' }}",
+        "json_attributes_topic": health_topic,
+        "json_attributes_template": "{{ {'state': value_json.state, 'fault': value_json.fault, "
+                                    "'since': value_json.since, 'explanation': "
+                                    "value_json.explanation} | tojson }}",
+        "origin": {"name": "edge-agent"},
+    }
+    topic = f"{config.homeassistant.prefix}/binary_sensor/{node}/{object_id}/config"
+    return topic, payload
+
+
+class HealthService:
+    def __init__(
+        self,
+        config: Config,
+        agent_id: str,
+        *,
+        publish: Callable[..., Any],
+        key: bytes | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self.prefix = config.mqtt.prefix
+        self.enabled = config.diagnosis.enabled
+        self.publish = publish
+        self.key = key
+        self.clock = clock
+        self.base = f"{self.prefix}/agents/{agent_id}/health"
+        self.topic_faults = f"{self.prefix}/agents/{agent_id}/faults"
+        self.diagnoser = Diagnoser(layout_of(config), clock())
+        self.lock = threading.Lock()
+        self.announced: set[tuple[str, str]] = set()
+        self.paused: dict[str, str] = {}  # policy -> the faulty input it waits for
+        self.dropped = 0  # command messages that failed their signature
+
+    def filters(self) -> list[str]:
+        """Our own commands, to see whether each actuator answers them."""
+        watch = self.config.policies and self.config.security.command_key_file is not None
+        return [f"{self.prefix}/actuators/+/+/set"] if self.enabled and watch else []
+
+    # -- what arrives (the MQTT thread) ------------------------------------------------------
+
+    def observe(self, msg: Message) -> bool:
+        """Look at any message; True if it was a command, which is for diagnosis only."""
+        if not self.enabled:
+            return False
+        try:
+            return self._observe(msg)
+        except Exception:  # diagnosis must never stop a message: logged, dropped
+            log.exception("diagnosis could not read a message on %s", msg.topic)
+            return msg.topic.endswith("/set")
+
+    def _observe(self, msg: Message) -> bool:
+        parts = msg.topic.split("/")
+        if msg.topic.startswith(f"{self.prefix}/sensors/"):
+            self._reading(msg)
+        elif len(parts) == 5 and parts[1] == "actuators" and parts[4] == "state":
+            state = state_of(msg.payload)
+            if state is not None:
+                with self.lock:
+                    self.diagnoser.state(parts[2], parts[3], self.clock(), *state)
+        elif len(parts) == 5 and parts[1] == "actuators" and parts[4] == "set":
+            self._command(parts[2], parts[3], msg.payload)
+            return True
+        return False
+
+    def _reading(self, msg: Message) -> None:
+        cfg = self.config
+        got = measured(msg.topic, msg.payload, msg.recv_ts, prefix=self.prefix,
+                       max_bytes=cfg.mqtt.max_payload_bytes, sensors=cfg.sensors.kinds)
+        with self.lock:
+            if isinstance(got, Measured):
+                self.diagnoser.reading(got.device, got.quantity, msg.recv_ts, got.value,
+                                       got.in_range)
+            elif got is not None:
+                self.diagnoser.seen(got[0], got[1], msg.recv_ts)
+
+    def _command(self, device: str, actuator: str, payload: bytes) -> None:
+        command = parse_command(payload)
+        if command is None or self.key is None or not verify(command, self.key):
+            self.dropped += 1
+            return
+        ts, expires = command.get("ts"), command.get("expires")
+        if not isinstance(ts, (int, float)) or not isinstance(expires, (int, float)):
+            return
+        value = command.get("value")
+        with self.lock:
+            self.diagnoser.command(device, actuator, self.clock(), str(command["id"]),
+                                   str(command["action"]),
+                                   float(value) if isinstance(value, (int, float)) else None,
+                                   float(expires) - float(ts))
+
+    # -- judging (the scheduler) ---------------------------------------------------------------
+
+    def tick(self) -> list[Change]:
+        if not self.enabled:
+            return []
+        now = self.clock()
+        with self.lock:
+            changes = self.diagnoser.check(now)
+            fresh = [(kind, key, tracker.health)
+                     for (kind, key), tracker in self.diagnoser.trackers.items()
+                     if (kind, key) not in self.announced]
+            self.announced.update((kind, key) for kind, key, _ in fresh)
+        for kind, key, health in fresh:
+            self._retain(kind, key, health, now)
+            if self.config.homeassistant.discovery:
+                topic, payload = problem_sensor(self.config, self.agent_id, self.topic(kind, key),
+                                                kind, key)
+                self.publish(topic, dumps(payload), qos=1, retain=True)
+        for change in changes:
+            self._retain(change.kind, change.key, change.health, now)
+            self._event(change, now)
+        return changes
+
+    def topic(self, kind: str, key: str) -> str:
+        return f"{self.base}/{key}" if kind == "sensor" else f"{self.base}/actuators/{key}"
+
+    def _retain(self, kind: str, key: str, health: Health, now: float) -> None:
+        body = {**health.message(), "ts": round(now, 3)}
+        self.publish(self.topic(kind, key), dumps(body), qos=1, retain=True)
+
+    def _event(self, change: Change, now: float) -> None:
+        h = change.health
+        level = logging.WARNING if h.state == FAULTY else logging.INFO
+        log.log(level, "health %s %s: %s", change.kind, change.key, h.explanation)
+        event = {"ts": round(now, 3), "kind": change.kind, "key": change.key,
+                 "previous": change.previous.state, **h.message()}
+        self.publish(self.topic_faults, dumps(event), qos=1)
+
+    # -- what the decisions ask ----------------------------------------------------------------
+
+    def hold(self, policy: PolicyConfig) -> tuple[str, Health] | None:
+        """The first faulty input of ``policy`` and its health, if the policy must pause."""
+        if not (self.enabled and self.config.diagnosis.pause):
+            return None
+        with self.lock:
+            for key in policy.inputs:
+                health = self.diagnoser.faulty(key)
+                if health is not None and health.fault in self.config.diagnosis.pause_on:
+                    return key, health
+        return None
+
+    def pause_changed(self, policy: PolicyConfig, why: tuple[str, Health] | None,
+                      action: str) -> bool:
+        """Record whether ``policy`` is paused; True (and an event) when that changed."""
+        now = self.clock()
+        was = self.paused.get(policy.name)
+        if why is None:
+            if was is None:
+                return False
+            del self.paused[policy.name]
+            text = f"policy {policy.name} resumes: {was} is healthy again."
+            event = {"ts": now, "kind": "policy", "key": policy.name, "state": "resumed",
+                     "input": was, "explanation": text}
+        else:
+            key, health = why
+            if was == key:
+                return False
+            self.paused[policy.name] = key
+            text = (f"policy {policy.name} is paused: {health.explanation} "
+                    f"Its actuator goes to {action}.")
+            event = {"ts": now, "kind": "policy", "key": policy.name, "state": "paused",
+                     "input": key, "fault": health.fault, "action": action,
+                     "explanation": text}
+        log.warning("%s", text)
+        self.publish(self.topic_faults, dumps(event), qos=1)
+        return True
+
+    def gauges(self) -> tuple[dict[tuple[str, str], tuple[str, str | None]], dict[str, str]]:
+        """For the metrics endpoint: every health as (state, fault); the paused policies."""
+        with self.lock:
+            states = {k: (t.health.state, t.health.fault)
+                      for k, t in self.diagnoser.trackers.items()}
+        return states, dict(self.paused)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            unhealthy = {f"{kind}:{key}": {"state": t.health.state, "fault": t.health.fault}
+                         for (kind, key), t in self.diagnoser.trackers.items()
+                         if t.health.state != "ok"}
+        return {"unhealthy": unhealthy, "paused": dict(self.paused)}
