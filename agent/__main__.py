@@ -1,3 +1,5 @@
+"""``python -m agent``: the edge-agent command line."""
+
 import sys
 
 from agent.cli import main

@@ -21,12 +21,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from agent.actionvalues import value_actions
 from agent.errors import ConfigError
+from agent.units import known_unit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -78,8 +80,19 @@ def _topic_word(value: object) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+# what the YAML says (a string with a unit), for the JSON Schema; the model holds the number
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": _DURATION.pattern,
+    "description": 'a duration: a number and a unit (ms, s, m, h, d), e.g. "30s"',
+}
+SIZE_SCHEMA = {
+    "type": "string",
+    "pattern": _SIZE.pattern,
+    "description": 'a size: a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. "500MB"',
+}
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
+Size = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(SIZE_SCHEMA)]
 TopicWord = Annotated[str, BeforeValidator(_topic_word)]
 
 
@@ -133,7 +146,9 @@ class MqttSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     prefix: TopicWord = "edge"
-    protocol: Literal["5", "3.1.1"] = "5"
+    protocol: Annotated[
+        Literal["5", "3.1.1"], WithJsonSchema({"enum": ["5", "3.1.1", 5, "311", 311]})
+    ] = "5"
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None
@@ -233,8 +248,6 @@ class SensorConfig(_Section):
     @field_validator("unit")
     @classmethod
     def _unit(cls, value: str | None) -> str | None:
-        from agent.pipeline.units import known_unit
-
         if value is not None and not known_unit(value):
             raise ValueError(f"unknown unit {value!r}")
         return value

@@ -21,7 +21,9 @@ from agent.broker import Mosquitto
 from agent.config import MqttSection
 from agent.errors import AgentError
 from agent.peers import fedavg as fa
-from agent.peers.rounds import FlSettings, RoundMessage, VectorMember
+from agent.peers.coordinator import FlSettings
+from agent.peers.member import VectorMember
+from agent.peers.rounds import RoundMessage
 from agent.peers.vectors import VectorFederation
 from tests.conftest import Collector
 

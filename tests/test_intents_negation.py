@@ -13,7 +13,8 @@ import pytest
 
 from agent.broker import Mosquitto
 from agent.config import parse_config
-from agent.policy.intents import Registry, negation, resolve
+from agent.policy.intents import Registry, resolve
+from agent.words import negation
 from tests.conftest import ROOT, AgentProcess, Collector
 from tests.intents_env import (
     LOCK,

@@ -17,10 +17,10 @@ from agent.broker import Mosquitto
 from agent.config import MqttSection
 from agent.errors import AgentError
 from agent.inference.locate import locate, sha256_of
+from agent.inference.store import current_model, install, read_pointer, trial_load
 from agent.mqtt import Message, MqttClient
 from agent.service import manifest as manifests
 from agent.service.manifest import Manifest
-from agent.service.modelinstall import current_model, install, read_pointer, trial_load
 from agent.service.modelpush import push
 from agent.service.modelreceiver import Receiver
 from agent.service.modelupdate import Assembler, chunk_topic, filters, update_topic

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from agent.broker import Mosquitto
+from agent.inference.store import current_model, install
 from agent.mqtt import Message
 from agent.policy.signing import sign as hmac_sign
 from agent.service.manifest import Manifest
-from agent.service.modelinstall import current_model, install
 from agent.service.modelreceiver import MAX_QUEUED, Receiver
 from agent.service.modelupdate import NO_UPDATE_KEY, chunk_topic, update_topic
 from agent.service.updatekey import PrivateKey, generate_key_pair, load_private

@@ -12,8 +12,9 @@ from agent.config import parse_config
 from agent.errors import AgentError, ConfigError
 from agent.peers import fedavg as fa
 from agent.peers.aggregate import GroupDecision, Result, aggregate
+from agent.peers.coordinator import Coordinator, FlSettings
 from agent.peers.robust import Robust
-from agent.peers.rounds import MAX_ABS, Coordinator, FlSettings, UpdateMessage
+from agent.peers.rounds import MAX_ABS, UpdateMessage
 
 ACTIONS = ["cool", "heat", "off"]
 

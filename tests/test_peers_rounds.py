@@ -10,11 +10,9 @@ import pytest
 
 from agent.errors import AgentError
 from agent.peers import fedavg as fa
+from agent.peers.coordinator import Coordinator, FlSettings
+from agent.peers.member import DpSettings, Member
 from agent.peers.rounds import (
-    Coordinator,
-    DpSettings,
-    FlSettings,
-    Member,
     RoundMessage,
     UpdateMessage,
     key_payload,

@@ -23,16 +23,10 @@ import numpy.typing as npt
 import pytest
 from click.testing import CliRunner
 
-from agent.bench.decide import held_out_sets
 from agent.broker import Mosquitto
 from agent.cli import cli
 from agent.config import Config, load_config
-from agent.inference.locate import locate
-from agent.inference.model import Model
-from agent.inference.quantize import quantize
-from agent.policy.engines import LlmEngine
-from agent.tune.export import permute, write_adapter, write_merged
-from agent.tune.install import (
+from agent.inference.adapters import (
     adapter_for,
     install_adapter,
     installed,
@@ -40,6 +34,12 @@ from agent.tune.install import (
     record_path,
     tune_dir,
 )
+from agent.inference.locate import locate
+from agent.inference.model import Model
+from agent.inference.quantize import quantize
+from agent.policy.engines import LlmEngine
+from agent.policy.heldout import held_out_sets
+from agent.tune.export import permute, write_adapter, write_merged
 from agent.tune.run import Options, Outcome, tune
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
 
@@ -67,6 +67,10 @@ class Run:
     outcome: Outcome
     lines: list[str]
 
+    @property
+    def data_dir(self) -> Path:
+        return self.config.agent.data_dir
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
@@ -91,15 +95,15 @@ def test_a_short_run_installs_an_adapter_that_scores_strictly_better(run: Run) -
     assert o.installed and o.adapter is not None
     assert o.before_name == "base model"
     assert any(line.startswith(f"step {STEPS}/{STEPS} loss") for line in run.lines)
-    pointer = json.loads((tune_dir(run.config, TARGET) / "models" / "current.json").read_text())
+    pointer = json.loads((tune_dir(run.data_dir, TARGET) / "models" / "current.json").read_text())
     assert pointer["sha256"] == o.sha256 == o.adapter.name.split("-")[0]
-    record = installed(run.config, TARGET)
+    record = installed(run.data_dir, TARGET)
     assert record is not None and record[1]["base_sha256"] == BUNDLED.sha256
     assert record[1]["after"]["accuracy"] == o.after.accuracy
-    assert adapter_for(run.config, TARGET, BUNDLED.sha256) == o.adapter
-    assert adapter_for(run.config, TARGET, "0" * 64) is None  # another base: not used
+    assert adapter_for(run.data_dir, TARGET, BUNDLED.sha256) == o.adapter
+    assert adapter_for(run.data_dir, TARGET, "0" * 64) is None  # another base: not used
     assert 1 << 20 < o.size < 20 << 20
-    assert not list(tune_dir(run.config, TARGET).glob(".run-*"))  # scratch removed
+    assert not list(tune_dir(run.data_dir, TARGET).glob(".run-*"))  # scratch removed
 
 
 @pytest.mark.slow
@@ -185,9 +189,9 @@ def test_the_q_k_permutation_is_convert_hf_to_gguf_s() -> None:
 def test_a_worse_model_is_never_installed(run: Run, tmp_path: Path) -> None:
     """A one-step tuning against the installed adapter: measured, refused, nothing moves."""
     data = tmp_path / "data"
-    shutil.copytree(run.config.agent.data_dir, data)
+    shutil.copytree(run.data_dir, data)
     config, _ = config_in(data)
-    pointer = tune_dir(config, TARGET) / "models" / "current.json"
+    pointer = tune_dir(config.agent.data_dir, TARGET) / "models" / "current.json"
     before = pointer.read_bytes()
     lines: list[str] = []
     outcome = tune(config, POLICY, Options(steps=1, cases=CASES, samples=16), lines.append)
@@ -197,13 +201,13 @@ def test_a_worse_model_is_never_installed(run: Run, tmp_path: Path) -> None:
     assert outcome.reason.startswith("not installed:") and "keeping" in outcome.reason
     assert pointer.read_bytes() == before
     models = sorted(p.name for p in pointer.parent.iterdir())
-    assert models == sorted(p.name for p in (tune_dir(run.config, TARGET) / "models").iterdir())
+    assert models == sorted(p.name for p in (tune_dir(run.data_dir, TARGET) / "models").iterdir())
 
 
 @pytest.mark.slow
 def test_an_interrupted_run_leaves_the_old_model(run: Run, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    shutil.copytree(run.config.agent.data_dir, data)
+    shutil.copytree(run.data_dir, data)
     _, config_file = config_in(data)
     models = data / "tuned" / TARGET / "models"
     before = {p.name: p.read_bytes() for p in models.iterdir()}
@@ -269,8 +273,9 @@ def test_the_running_agent_decides_with_the_installed_adapter(
         policy__min_accuracy=0.6,
     )
     config = load_config(path)
-    record = json.loads(record_path(run.config, TARGET, str(run.outcome.sha256)).read_text())
-    install_adapter(config, "policy-climate", run.outcome.adapter, record, lambda p: None)
+    record = json.loads(record_path(run.data_dir, TARGET, str(run.outcome.sha256)).read_text())
+    data_dir = config.agent.data_dir
+    install_adapter(data_dir, "policy-climate", run.outcome.adapter, record, lambda p: None)
     watch = collector_factory(broker.port, "edge/agents/test-agent/status")
     agent = agent_factory(path)
     wait_for(
@@ -315,7 +320,7 @@ def test_an_adapter_tuned_elsewhere_is_measured_and_installed_from_its_file(
     result = runner.invoke(cli, [*args, str(run.outcome.adapter)])
     assert result.exit_code == 0, result.output
     assert "installed for policy-livingroom-climate" in result.output
-    assert adapter_for(config, TARGET, BUNDLED.sha256) is not None
+    assert adapter_for(config.agent.data_dir, TARGET, BUNDLED.sha256) is not None
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + bytes(100))
     refused = runner.invoke(cli, [*args, str(broken)])
@@ -334,4 +339,4 @@ def test_an_adapter_from_a_file_that_is_only_as_good_is_refused(tmp_path: Path) 
     result = CliRunner().invoke(cli, [*args, str(adapter)])
     assert result.exit_code == 1, result.output
     assert "not installed:" in result.output
-    assert adapter_for(config, TARGET, BUNDLED.sha256) is None
+    assert adapter_for(config.agent.data_dir, TARGET, BUNDLED.sha256) is None

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import RejectedReading
-from agent.pipeline.units import canonical_name, convert, known_unit
+from agent.units import canonical_name, convert, known_unit
 
 
 @pytest.mark.parametrize(

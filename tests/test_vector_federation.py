@@ -14,7 +14,9 @@ from agent.broker import Mosquitto
 from agent.config import MqttSection
 from agent.errors import AgentError
 from agent.peers import fedavg as fa
-from agent.peers.rounds import Coordinator, FlSettings, RoundMessage, VectorMember, parse_round
+from agent.peers.coordinator import Coordinator, FlSettings
+from agent.peers.member import VectorMember
+from agent.peers.rounds import RoundMessage, parse_round
 from agent.peers.vectors import VectorFederation
 
 SIZE = 20_000

@@ -37,7 +37,8 @@ from agent.inference.locate import locate
 from agent.inference.model import Model
 from agent.inference.threads import pick_threads
 from agent.peers import fedavg as fa
-from agent.peers.rounds import Coordinator, DpSettings, FlSettings, Member, RoundStats
+from agent.peers.coordinator import Coordinator, FlSettings, RoundStats
+from agent.peers.member import DpSettings, Member
 from agent.policy import examples as gen
 from agent.policy.head import SoftmaxHead
 

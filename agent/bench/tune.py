@@ -21,7 +21,7 @@ from agent.inference.quantize import quantize
 from agent.inference.threads import pick_threads
 from agent.policy import examples as gen
 from agent.policy.engines import LlmEngine, accuracy
-from agent.service.decisions import GATE_CASES, situation_of
+from agent.service.learning import GATE_CASES, situation_of
 from agent.tune.evaluate import decision_score
 from agent.tune.export import write_merged
 from agent.tune.run import Options, Outcome, find_policy, tune

@@ -11,7 +11,7 @@ from agent.config import SensorConfig
 from agent.errors import RejectedReading
 from agent.numbers import finite_number
 from agent.pipeline.parse import parse_reading, split_topic
-from agent.pipeline.units import convert
+from agent.units import convert
 
 
 class Measured(NamedTuple):

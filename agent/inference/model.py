@@ -34,36 +34,28 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 import jinja2
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.errors import AgentError
+from agent.inference import chat, native
+from agent.inference.buffers import Batch, Candidates, Logits
 
 log = logging.getLogger(__name__)
-native_log = logging.getLogger("agent.inference.llama_cpp")
 
-Logits = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
 
-BATCH = 512  # tokens per llama_decode call
-UBATCH = 128  # tokens per compute step: as fast as 512 here, 25 MB less on long prompts
 OUTPUT_CHUNK = 32  # tokens per decode when every token's output is read (embed, options)
-_GGML_LOG_ERROR = 4
-# ggml's levels (1 debug and 5 continuation lines are dropped) -> ours
-_NATIVE_LEVELS = {2: logging.DEBUG, 3: logging.INFO, _GGML_LOG_ERROR: logging.WARNING}
-_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 _USER_MARK = "\ue000user\ue000"  # private-use characters: never in a real template
 
 
@@ -113,15 +105,15 @@ class Model:
         self.threads = threads
         self.context = context
         self.stats = InferenceStats()
-        self._llm = _load(path, threads=threads, context=context)
+        self._llm = native.load(path, threads=threads, context=context)
         self.n_embd = int(self._llm.n_embd())
         self._n_vocab = int(self._llm.n_vocab())
         self._ctx = self._llm.ctx
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._batch = _Batch(min(BATCH, context))
-        self._candidates = _Candidates(self._n_vocab)
+        self._batch = Batch(min(native.BATCH, context))
+        self._candidates = Candidates(self._n_vocab)
         self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
         self._prefix_cache = prefix_cache
         self._template: jinja2.Template | None = None
@@ -236,14 +228,14 @@ class Model:
         if path is None:
             code = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
         else:
-            native = self._adapters.get(path)
-            if native is None:
-                native = self._load_adapter(path)
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(native)
+            lora = self._adapters.get(path)
+            if lora is None:
+                lora = self._load_adapter(path)
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(lora)
             scales = (ctypes.c_float * 1)(1.0)
             code = llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
         if code != 0:
-            raise AgentError(f"cannot apply LoRA adapter {path}: {_native_detail(str(code))}")
+            raise AgentError(f"cannot apply LoRA adapter {path}: {native.detail(str(code))}")
         self._adapter = path
 
     @contextmanager
@@ -267,8 +259,8 @@ class Model:
         self._prefixes.clear()
         if self._adapters:  # detached first: the context must not point at a freed adapter
             llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
-            for native in self._adapters.values():
-                llama_cpp.llama_adapter_lora_free(native)
+            for lora in self._adapters.values():
+                llama_cpp.llama_adapter_lora_free(lora)
             self._adapters.clear()
         self._batch.close()
         self._llm.close()
@@ -399,30 +391,30 @@ class Model:
         batch = self._batch.fill(tokens, start, all_outputs=all_outputs)
         code = llama_cpp.llama_decode(self._ctx, batch)
         if code != 0:
-            raise AgentError(f"llama_decode failed with code {code}: {_native_detail('')}")
+            raise AgentError(f"llama_decode failed with code {code}: {native.detail('')}")
 
     def _load_adapter(self, path: Path) -> Any:
         if not path.is_file():
             raise AgentError(f"cannot load LoRA adapter {path}: no such file")
-        _native_errors.clear()
-        native = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode("utf-8"))
-        if not native:
-            raise AgentError(f"cannot load LoRA adapter {path}: {_native_detail('not an adapter')}")
-        self._adapters[path] = native
+        native.forget_errors()
+        lora = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode("utf-8"))
+        if not lora:
+            raise AgentError(f"cannot load LoRA adapter {path}: {native.detail('not an adapter')}")
+        self._adapters[path] = lora
         log.info("loaded LoRA adapter %s", path.name)
-        return native
+        return lora
 
     def _new_chain(self, grammar: str | None) -> Any:
         """A greedy sampler chain, behind the grammar when one is given."""
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         if grammar is not None:
-            _native_errors.clear()
+            native.forget_errors()
             rule = llama_cpp.llama_sampler_init_grammar(
                 self._vocab, grammar.encode("utf-8"), b"root"
             )
             if not rule:
                 llama_cpp.llama_sampler_free(chain)
-                raise AgentError(f"invalid grammar: {_native_detail('it does not parse')}")
+                raise AgentError(f"invalid grammar: {native.detail('it does not parse')}")
             llama_cpp.llama_sampler_chain_add(chain, rule)
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
@@ -441,7 +433,7 @@ class Model:
 
     def _set_state(self, state: ctypes.Array[ctypes.c_uint8]) -> None:
         if len(state) and not llama_cpp.llama_state_seq_set_data(self._ctx, state, len(state), 0):
-            raise AgentError(f"cannot restore the prefix KV cache: {_native_detail('')}")
+            raise AgentError(f"cannot restore the prefix KV cache: {native.detail('')}")
 
     def _fit(self, n_tokens: int) -> None:
         if n_tokens > self.context:
@@ -466,116 +458,8 @@ class Model:
 
     def _render_chat(self, system: str, user: str) -> str:
         if self._template is None:
-            self._template = _compile_template(self._llm.metadata, self.name)
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        try:
-            return self._template.render(
-                messages=messages,
-                add_generation_prompt=True,
-                bos_token=_token_text(self._vocab, llama_cpp.llama_vocab_bos(self._vocab)),
-                eos_token=_token_text(self._vocab, llama_cpp.llama_vocab_eos(self._vocab)),
-                raise_exception=_template_refused,
-            )
-        except jinja2.TemplateError as exc:
-            raise AgentError(f"the chat template of {self.name} failed: {exc}") from None
-
-
-class _Batch:
-    """One reusable llama_batch for sequence 0."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._native: Any = llama_cpp.llama_batch_init(capacity, 0, 1)
-        self.close = weakref.finalize(self, llama_cpp.llama_batch_free, self._native)
-
-    def fill(self, tokens: Sequence[int], start: int, *, all_outputs: bool) -> Any:
-        batch = self._native
-        batch.n_tokens = len(tokens)
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = all_outputs
-        batch.logits[len(tokens) - 1] = True
-        return batch
-
-
-class _Candidates:
-    """A reusable llama_token_data_array: sampling from logits we hold, not the context's."""
-
-    def __init__(self, n_vocab: int) -> None:
-        self._data = np.zeros(n_vocab, dtype=_TOKEN_DATA)
-        self._ids = np.arange(n_vocab, dtype=np.int32)
-
-    def pick(self, chain: Any, logits: Logits) -> int:
-        self._data["id"] = self._ids
-        self._data["logit"] = logits
-        self._data["p"] = 0.0
-        array = llama_cpp.llama_token_data_array(
-            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
-            size=len(self._data),
-            selected=-1,
-            sorted=False,
-        )
-        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
-        if array.selected < 0:
-            raise AgentError("the sampler chose no token")
-        token = int(array.data[array.selected].id)
-        llama_cpp.llama_sampler_accept(chain, token)
-        return token
-
-
-# -- loading and native logs ----------------------------------------------------------------
-
-_native_errors: deque[str] = deque(maxlen=8)
-
-
-def _on_native_log(level: int, text: bytes | None, user_data: Any) -> None:
-    """llama.cpp's log lines: its debug chatter (thousands of lines per load) is dropped,
-    info goes to debug, warnings to info, errors to warning and into our error messages."""
-    if level not in _NATIVE_LEVELS:
-        return
-    message = (text or b"").decode("utf-8", errors="replace").rstrip()
-    if not message:
-        return
-    if level == _GGML_LOG_ERROR:
-        _native_errors.append(message)
-    native_log.log(_NATIVE_LEVELS[level], "%s", message)
-
-
-# llama-cpp-python's own callback maps ggml's levels wrongly and prints warnings to stderr
-_NATIVE_CALLBACK = llama_cpp.llama_log_callback(_on_native_log)
-
-
-def _route_native_logs() -> None:
-    llama_cpp.llama_log_set(_NATIVE_CALLBACK, ctypes.c_void_p(0))
-
-
-def _native_detail(default: str) -> str:
-    detail = "; ".join(_native_errors) or default
-    _native_errors.clear()
-    return detail
-
-
-def _load(path: Path, *, threads: int, context: int) -> Any:
-    if not path.is_file():
-        raise AgentError(f"cannot load model {path}: no such file")
-    _route_native_logs()
-    _native_errors.clear()
-    try:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=context,
-            n_batch=min(BATCH, context),
-            n_ubatch=min(UBATCH, context),
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError, OSError) as exc:
-        detail = _native_detail(str(exc))
-        raise AgentError(f"cannot load model {path}: {detail}") from None
+            self._template = chat.compile_template(self._llm.metadata, self.name)
+        return chat.render(self._template, self._vocab, system, user, self.name)
 
 
 def _stop_list(stop: str | Sequence[str]) -> list[str]:
@@ -592,26 +476,3 @@ def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     shifted -= shifted.max(axis=-1, keepdims=True)
     result: npt.NDArray[np.float64] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     return result
-
-
-def _compile_template(metadata: dict[str, str], name: str) -> jinja2.Template:
-    source = metadata.get("tokenizer.chat_template")
-    if not source:
-        raise AgentError(f"model {name} has no chat template")
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateError as exc:
-        raise AgentError(f"the chat template of {name} does not compile: {exc}") from None
-
-
-def _template_refused(message: str) -> NoReturn:
-    raise AgentError(f"the chat template refused the messages: {message}")
-
-
-def _token_text(vocab: Any, token: int) -> str:
-    if token < 0:
-        return ""
-    return bytes(llama_cpp.llama_vocab_get_text(vocab, token)).decode("utf-8", errors="replace")

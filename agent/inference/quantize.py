@@ -20,7 +20,7 @@ from pathlib import Path
 import llama_cpp
 
 from agent.errors import AgentError
-from agent.inference.model import _native_detail, _route_native_logs
+from agent.inference import native
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,14 @@ def quantize(src: Path, dst: Path, kind: str, *, threads: int = 0, overwrite: bo
     params.ftype = ftype
     params.nthread = max(0, threads)
     params.allow_requantize = True  # the bundled model is already quantized (Q4_1)
-    _route_native_logs()
-    _native_detail("")  # forget earlier errors
+    native.route_logs()
+    native.detail("")  # forget earlier errors
     try:
         code = llama_cpp.llama_model_quantize(
             str(src).encode(), str(tmp).encode(), ctypes.byref(params)
         )
         if code != 0:
-            detail = _native_detail("llama.cpp gave no reason")
+            detail = native.detail("llama.cpp gave no reason")
             raise AgentError(f"cannot quantize {src} to {kind}: {detail}")
         os.replace(tmp, dst)
     except OSError as exc:

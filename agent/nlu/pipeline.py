@@ -17,7 +17,7 @@ from agent.nlu.questions import out_of_range, unknown_device
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome, Refusal
 from agent.nlu.templates import Hit, Templates
 from agent.nlu.vocabulary import with_translations
-from agent.policy.intents import unknown_phrase
+from agent.words import unknown_phrase
 
 MAX_TEXT = 500
 _CJK = re.compile(r"[\u3400-\u9fff]")

@@ -34,15 +34,9 @@ from agent.errors import AgentError
 from agent.mqtt import Message, MqttClient, Will
 from agent.peers import fedavg as fa
 from agent.peers import fragments, wire
-from agent.peers.rounds import (
-    Coordinator,
-    FlSettings,
-    RoundMessage,
-    VectorMember,
-    parse_round,
-    round_topic,
-    update_topic,
-)
+from agent.peers.coordinator import Coordinator, FlSettings
+from agent.peers.member import VectorMember
+from agent.peers.rounds import RoundMessage, parse_round, round_topic, update_topic
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]

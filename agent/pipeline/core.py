@@ -19,7 +19,7 @@ from agent.errors import RejectedReading
 from agent.pipeline.features import Features, Normalizer, compute
 from agent.pipeline.filters import Ewma, Hampel, MovingMedian, RunningStats, outside_deadband
 from agent.pipeline.parse import Reading
-from agent.pipeline.units import convert
+from agent.units import convert
 
 DEDUP_MEMORY = 4096  # recent (seq, ts) keys remembered per series
 MAX_POINTS = 20_000  # points held per series for features: a day-long window at 4 s a point

@@ -14,110 +14,22 @@ negated, so the only safe answer is none.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config import ActuatorConfig, Config
+from agent.words import (
+    ACTION_WORDS,
+    FILLER,
+    NUMBER,
+    SYNONYMS,
+    has_phrase,
+    negation,
+    unknown_phrase,
+    words,
+)
 
 MAX_TEXT = 500
-_WORD = re.compile(r"[a-z0-9]+")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-# words that say what to do, not which device: never enough to pick a device on their own
-FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "my",
-        "our",
-        "your",
-        "please",
-        "could",
-        "can",
-        "would",
-        "you",
-        "will",
-        "turn",
-        "switch",
-        "set",
-        "put",
-        "make",
-        "get",
-        "it",
-        "to",
-        "in",
-        "on",
-        "of",
-        "off",
-        "at",
-        "for",
-        "and",
-        "then",
-        "now",
-        "up",
-        "down",
-        "all",
-        "this",
-        "that",
-        "is",
-        "be",
-        "me",
-        "i",
-        "want",
-        "let",
-        "degrees",
-        "degree",
-        "percent",
-        "c",
-        "f",
-        "bit",
-        "little",
-        "more",
-        "less",
-        "lights",
-        "light",
-    ]
-)
-SYNONYMS = {
-    "off": ("off", "stop", "shut off", "switch off", "turn off", "power off", "disable"),
-    "on": ("on", "start", "switch on", "turn on", "power on", "enable"),
-    "cool": ("cool", "cooler", "colder", "cool down", "too hot", "air condition"),
-    "heat": ("heat", "warmer", "warm up", "heat up", "too cold", "hotter"),
-    "open": ("open",),
-    "close": ("close", "shut"),
-    "lock": ("lock",),
-    "unlock": ("unlock",),
-}
-
-
-# words that negate what they stand next to ("n't" arrives as two words: "don", "t")
-NEGATIONS = frozenset(
-    [
-        "not",
-        "no",
-        "never",
-        "nope",
-        "nor",
-        "neither",
-        "nothing",
-        "none",
-        "without",
-        "dont",
-        "doesnt",
-        "didnt",
-        "cannot",
-        "cant",
-        "wont",
-        "shouldnt",
-        "mustnt",
-        "isnt",
-        "arent",
-    ]
-)
-
-
-ACTION_WORDS = frozenset(w for syn in SYNONYMS.values() for s in syn for w in s.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +51,6 @@ class Intent:
     value: object = None  # as the model wrote it: the safety layer checks it
     error: str | None = None
     raw: str = ""
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def has_phrase(text_words: list[str], phrase: str) -> bool:
-    p = words(phrase)
-    return any(text_words[i : i + len(p)] == p for i in range(len(text_words) - len(p) + 1))
 
 
 class Registry:
@@ -185,7 +88,7 @@ class Registry:
             ]
         # a partial match only when every other meaningful word is known: "unlock the back
         # door" must not reach the front door through the word "door"
-        meaningful = set(tw) - FILLER - ACTION_WORDS - {w for w in tw if _NUMBER.fullmatch(w)}
+        meaningful = set(tw) - FILLER - ACTION_WORDS - {w for w in tw if NUMBER.fullmatch(w)}
         if meaningful - self.vocabulary:
             return []
         return [
@@ -208,28 +111,6 @@ def stated_actions(text: str, actions: list[str]) -> list[str]:
         ]
         found = verbs or found
     return found
-
-
-def negation(text: str) -> str | None:
-    """The first negating word of ``text`` (``"not"``, ``"don't"``, ``"never"``...), or None."""
-    tw = words(text)
-    for before, word in zip(["", *tw], tw, strict=False):
-        if word in NEGATIONS:
-            return word
-        if word == "t" and before.endswith("n"):  # don't, can't, won't (any apostrophe)
-            return f"{before}'t"
-    return None
-
-
-def unknown_phrase(text: str) -> str:
-    rest = [
-        w
-        for w in words(text)
-        if w not in FILLER
-        and not _NUMBER.fullmatch(w)
-        and not any(w in s.split() for syn in SYNONYMS.values() for s in syn)
-    ]
-    return " ".join(rest[:4]) or text.strip()[:40]
 
 
 def _quote(s: str) -> str:
@@ -317,7 +198,7 @@ def resolve(text: str, registry: Registry, generate: Generate) -> Intent:
         return Intent(False, error="please confirm: name the device and the action outright")
     # chat-template markers in the text would become control tokens: the text is only data
     safe = text.replace("<|", "< |").replace("|>", "| >")
-    numbers = bool(_NUMBER.search(text))  # no number said: the model may not invent one
+    numbers = bool(NUMBER.search(text))  # no number said: the model may not invent one
     raw = generate(system_prompt(targets), safe, grammar(targets, actions, numbers))
     return parse_answer(raw, targets)
 

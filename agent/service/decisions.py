@@ -1,111 +1,35 @@
-"""Policies at run time: features -> digest -> engine -> safety -> signed command -> outbox.
+"""Deciding at run time: features -> situation -> engine -> safety layer -> signed command.
 
-Each policy starts on its ``rules`` engine and moves to ``embed`` or ``llm`` only once that
-engine has passed its fitness gate (self-test cases generated from the policy's own band), so
-the agent acts from the first minute and never silently runs a worse engine. Every decision
-is published as a result (SPEC 6) and recorded in the audit table, refusals included.
+Every decision is published as a result (SPEC 6) and recorded in the audit table, refusals
+included (:mod:`agent.service.commands`); the engines themselves are built, gated and taught
+by :mod:`agent.service.learning`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-import threading
 import time
 import uuid
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from agent.config import Config, FederatedConfig, PolicyConfig
+from agent.config import Config, PolicyConfig
 from agent.errors import AgentError
 from agent.inference.worker import InferenceWorker
 from agent.peers.aggregate import GroupDecision
 from agent.pipeline.core import Pipeline
-from agent.policy import examples as gen
-from agent.policy.digest import InputView, Zone, make_digest, zone
-from agent.policy.engines import (
-    Answer,
-    EmbedEngine,
-    Engine,
-    LlmEngine,
-    RulesEngine,
-    Situation,
-    accuracy,
-)
-from agent.policy.head import SoftmaxHead
+from agent.policy.digest import InputView, make_digest, zone
+from agent.policy.engines import Answer, RulesEngine, Situation
 from agent.policy.safety import Proposal, SafetyLayer, Verdict
-from agent.policy.signing import make_command
+from agent.service.commands import Sender
+from agent.service.learning import Learning, PolicyState
+from agent.service.modelcalls import ModelCalls
 from agent.service.outbox import Outbox
 from agent.storage import Store
-from agent.tune.install import INTENTS, adapter_for, policy_target
 
 log = logging.getLogger(__name__)
-
-TRAIN_EXAMPLES = 240
-GATE_CASES = 60
-DECIDE_TIMEOUT = 20.0
-HEAD_VERSION = 3  # bump when the example generator or the head changes
-BUNDLED_HEADS = Path(__file__).resolve().parents[2] / "config" / "heads"
-
-
-@dataclass(frozen=True)
-class FlData:
-    """A member's own embedded examples and held-out cases for federated learning."""
-
-    x: np.ndarray
-    labels: list[str]
-    heldout_x: np.ndarray
-    heldout_labels: list[str]
-
-
-@dataclass
-class PolicyState:
-    policy: PolicyConfig
-    rules: RulesEngine
-    engine: Engine
-    gate: dict[str, Any] = field(default_factory=dict)
-    last_zone: Zone | None = None
-    last_digest: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def status(self) -> dict[str, Any]:
-        return {"engine": self.engine.name, "requested": self.policy.engine, **self.gate}
-
-
-def situation_of(example: gen.Example) -> Situation:
-    return Situation(example.digest, example.value, example.band, example.zone)
-
-
-def head_file(config: Config, policy: PolicyConfig, model_sha256: str | None) -> str:
-    """The head's file name: a hash of all that its training depends on (not of the
-    schedule or the safety limits, so those can change without retraining)."""
-    actuator = policy.actuators[0]
-    quantities = sorted({i.split("/")[1] for i in policy.inputs})
-    spec = json.dumps(
-        [
-            HEAD_VERSION,
-            model_sha256,
-            policy.inputs,
-            policy.targets,
-            actuator.actions,
-            None if actuator.responses is None else actuator.responses.model_dump(),
-            {
-                q: config.sensors[q].model_dump(mode="json", include={"unit", "range"})
-                for q in quantities
-                if q in config.sensors
-            },
-        ],
-        sort_keys=True,
-    )
-    return f"{policy.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
 
 
 def value_for(policy: PolicyConfig, action: str, band: tuple[float, float]) -> float | None:
@@ -120,6 +44,8 @@ def value_for(policy: PolicyConfig, action: str, band: tuple[float, float]) -> f
 
 
 class DecisionService:
+    """The policies of one configuration at run time; ``learning`` keeps their engines."""
+
     def __init__(
         self,
         config: Config,
@@ -142,13 +68,11 @@ class DecisionService:
         self.pipeline = pipeline
         self.safety = safety
         self.outbox = outbox
-        self.publish = publish
         self.on_db = on_db
         self.store = store
-        self.worker = worker
         self.key = key
-        self.model_sha256 = model_sha256
         self.clock = clock
+        self.model = ModelCalls(worker, config.agent.data_dir, model_sha256)
         self.states = {
             p.name: PolicyState(p, RulesEngine(p), RulesEngine(p))
             for p in config.policies
@@ -158,10 +82,32 @@ class DecisionService:
             st.engine = st.rules
             if st.policy.engine != "rules":
                 st.gate = {"state": "pending"}
+        self.learning = Learning(config, agent_id, self.states, self.model, on_db, store)
+        self.send = Sender(agent_id=agent_id, prefix=self.prefix, key=key, outbox=outbox,
+                           publish=publish, on_db=on_db, store=store)
         self.decisions = 0
-        self.stopping = False
         # diagnosis: True when a policy must hold off (a faulty input); set by the runtime
         self.hold: Callable[[PolicyConfig, str], bool] | None = None
+
+    @property
+    def worker(self) -> InferenceWorker | None:
+        return self.model.worker
+
+    @worker.setter
+    def worker(self, worker: InferenceWorker | None) -> None:
+        self.model.worker = worker
+
+    @property
+    def model_sha256(self) -> str | None:
+        return self.model.model_sha256
+
+    @property
+    def stopping(self) -> bool:
+        return self.learning.stopping
+
+    @stopping.setter
+    def stopping(self, stopping: bool) -> None:
+        self.learning.stopping = stopping
 
     def restore_history(self) -> int:
         """Tell the safety layer what was sent in the last hour, so that a restart neither
@@ -176,201 +122,6 @@ class DecisionService:
             except (ValueError, KeyError, TypeError):
                 log.warning("outbox row %s is unreadable; skipped", row.id)
         return len(rows)
-
-    # -- engines and the fitness gate ---------------------------------------------------------
-
-    def _call(self, fn: Callable[[Any], Any]) -> Any:
-        if self.worker is None:
-            raise AgentError("no model loaded")
-        return self.worker.call(fn, DECIDE_TIMEOUT)
-
-    def embed(self, text: str) -> np.ndarray:
-        vector: np.ndarray = self._call(lambda m: m.embed(text))
-        return vector
-
-    def retrain(self) -> None:
-        """Retrain ``embed`` heads that have new labels (people overriding an actuator), and
-        swap a new head in only if it passes the fitness gate."""
-        for st in self.states.values():
-            if st.policy.engine != "embed" or self.stopping:
-                continue
-            labels = self._labels(st.policy.name)
-            if labels == st.gate.get("labels", 0):
-                continue
-            log.info("policy %s: %d labelled examples; retraining its head", st.policy.name, labels)
-            self.head_path(st.policy).unlink(missing_ok=True)
-            self.prepare([st.policy.name])
-
-    def _labels(self, policy: str) -> int:
-        return len(self.on_db(lambda: self.store.examples(policy)).result(timeout=30))
-
-    def prepare(self, names: list[str] | None = None) -> None:
-        """Build the model engines and gate them (slow: run off the start-up path)."""
-        for st in self.states.values():
-            if st.policy.engine == "rules" or (names is not None and st.policy.name not in names):
-                continue
-            try:
-                engine = self._build(st.policy)
-                cases = [
-                    (situation_of(e), e.action)
-                    for e in gen.generate(self.config, st.policy, GATE_CASES, seed=7919)
-                ]
-                score = accuracy(engine, cases)
-            except AgentError as exc:
-                if self.stopping:
-                    return
-                st.gate = {"state": "failed", "reason": str(exc)}
-                log.error(
-                    "policy %s: engine %s unavailable (%s); running on rules",
-                    st.policy.name,
-                    st.policy.engine,
-                    exc,
-                )
-                continue
-            passed = score >= st.policy.min_accuracy
-            st.gate = {
-                "state": "passed" if passed else "failed",
-                "accuracy": round(score, 4),
-                "cases": len(cases),
-                "min_accuracy": st.policy.min_accuracy,
-                "labels": self._labels(st.policy.name),
-            }
-            if passed:
-                with st.lock:
-                    st.engine = engine
-                log.info(
-                    "policy %s: engine %s passed its fitness gate (%.0f%% on %d cases)",
-                    st.policy.name,
-                    engine.name,
-                    100 * score,
-                    len(cases),
-                )
-            else:
-                log.warning(
-                    "policy %s: engine %s scored %.0f%% < min_accuracy %.0f%% on its "
-                    "self-test; running on rules",
-                    st.policy.name,
-                    engine.name,
-                    100 * score,
-                    100 * st.policy.min_accuracy,
-                )
-
-    def _build(self, policy: PolicyConfig) -> Engine:
-        if policy.engine == "llm":
-            # a tuned LoRA adapter (edge-agent tune) for this policy, if one is installed
-            adapter = adapter_for(self.config, policy_target(policy.name), self.model_sha256)
-            if adapter is not None:
-                log.info("policy %s: llm engine with tuned adapter %s", policy.name, adapter.name)
-
-            def score(p: str, s: str, o: Sequence[str]) -> list[float]:
-                def run(m: Any) -> list[float]:
-                    with m.adapter(adapter):
-                        scores: list[float] = m.score(p, s, o)
-                        return scores
-
-                result: list[float] = self._call(run)
-                return result
-
-            return LlmEngine(policy, lambda s, u: self._call(lambda m: m.chat(s, u)), score)
-        return EmbedEngine(self.head_for(policy), self.embed)
-
-    def head_path(self, policy: PolicyConfig) -> Path:
-        return (
-            self.config.agent.data_dir / "heads" / head_file(self.config, policy, self.model_sha256)
-        )
-
-    def head_for(self, policy: PolicyConfig) -> SoftmaxHead:
-        """The policy's head: cached in data_dir, else trained on generated examples plus the
-        labels people gave by overriding an actuator."""
-        path = self.head_path(policy)
-        if path.exists():
-            return SoftmaxHead.from_json(path.read_text())
-        shipped = BUNDLED_HEADS / path.name  # trained here on the same generated examples
-        if shipped.exists() and not self._labels(policy.name):
-            return SoftmaxHead.from_json(shipped.read_text())
-        return self.train_head(policy)
-
-    def train_head(self, policy: PolicyConfig) -> SoftmaxHead:
-        started = time.monotonic()
-        train = gen.generate(self.config, policy, TRAIN_EXAMPLES, seed=1)
-        pairs = [(e.digest, e.action) for e in train]
-        pairs += self.on_db(lambda: self.store.examples(policy.name)).result(timeout=30)
-        x = np.array([self.embed(d) for d, _ in pairs])
-        head = SoftmaxHead.fit(x, [a for _, a in pairs], list(policy.actuators[0].actions))
-        path = self.head_path(policy)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(head.to_json())
-        tmp.replace(path)
-        log.info(
-            "policy %s: trained its head on %d examples in %.1fs",
-            policy.name,
-            len(pairs),
-            time.monotonic() - started,
-        )
-        return head
-
-    # -- federated learning -------------------------------------------------------------------
-
-    def federation_data(self, policy: PolicyConfig, fed: FederatedConfig) -> FlData:
-        """This member's own data for federated learning, embedded: examples generated from its
-        own policy with a seed of its own plus the labels its people gave, and held-out cases
-        (the fitness gate's). They never leave the device; the embeddings are cached in
-        ``data_dir/fl`` so a restart does not embed them again."""
-        seed = zlib.crc32(self.agent_id.encode()) or 1
-        train = [(e.digest, e.action) for e in gen.generate(self.config, policy, fed.examples,
-                                                                seed=seed)]
-        train += self.on_db(lambda: self.store.examples(policy.name)).result(timeout=30)
-        heldout = [(e.digest, e.action)
-                   for e in gen.generate(self.config, policy, fed.heldout, seed=7919)]
-        texts = [d for d, _ in train + heldout]
-        key = hashlib.sha256(json.dumps([self.model_sha256, texts]).encode()).hexdigest()[:16]
-        cache = self.config.agent.data_dir / "fl" / f"{policy.name}-{key}.npy"
-        try:
-            vectors = np.load(cache)
-            assert vectors.shape[0] == len(texts)
-        except (OSError, ValueError, AssertionError):
-            started = time.monotonic()
-            vectors = np.array([self.embed(t) for t in texts])
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            for old in cache.parent.glob(f"{policy.name}-*.npy"):
-                old.unlink(missing_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            with tmp.open("wb") as out:
-                np.save(out, vectors)
-            tmp.replace(cache)
-            log.info("policy %s: embedded %d examples for federated learning in %.0fs",
-                     policy.name, len(texts), time.monotonic() - started)
-        n = len(train)
-        return FlData(vectors[:n], [a for _, a in train], vectors[n:], [a for _, a in heldout])
-
-    def install_head(self, name: str, head: SoftmaxHead, score: float, source: str) -> bool:
-        """Swap in a head learned elsewhere (a federation's), if it passes the fitness gate
-        (``score``: its accuracy on this agent's held-out cases); it is kept across restarts."""
-        st = self.states[name]
-        if score < st.policy.min_accuracy:
-            log.warning("policy %s: %s head scored %.0f%% < min_accuracy %.0f%%; not used",
-                        name, source, 100 * score, 100 * st.policy.min_accuracy)
-            return False
-        path = self.head_path(st.policy)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(head.to_json())
-        tmp.replace(path)
-        with st.lock:
-            st.engine = EmbedEngine(head, self.embed)
-        st.gate = {
-            "state": "passed",
-            "accuracy": round(score, 4),
-            "cases": st.policy.peers.federated.heldout if st.policy.peers and
-            st.policy.peers.federated else GATE_CASES,
-            "min_accuracy": st.policy.min_accuracy,
-            "labels": self._labels(name),
-            "source": source,
-        }
-        log.info("policy %s: now deciding with the %s head (%.0f%% on its held-out cases)",
-                 name, source, 100 * score)
-        return True
 
     # -- deciding -----------------------------------------------------------------------------
 
@@ -451,7 +202,7 @@ class DecisionService:
         action = answer.action
         value = value_for(policy, action, situation.band)
         actuator = policy.actuators[0]
-        self._publish_result(policy, now, action, value, answer)
+        self.send.result(policy, now, action, value, answer, self.model_sha256)
         if policy.name in self.states:
             self.states[policy.name].last_digest = situation.digest
         decision_id = uuid.uuid4().hex
@@ -463,7 +214,7 @@ class DecisionService:
                 now,
                 self.reading,
             )
-            command_id = self._command(
+            command_id = self.send.command(
                 policy,
                 actuator.device,
                 actuator.actuator,
@@ -489,82 +240,9 @@ class DecisionService:
             "command_id": command_id,
             "source": trigger,
         }
-        self.on_db(lambda: self.store.audit_add(row))
+        self.send.audit(row)
         self.decisions += 1
         return row
-
-    def _command(
-        self,
-        policy: PolicyConfig,
-        device: str,
-        actuator: str,
-        action: str,
-        verdict: Verdict,
-        decision_id: str,
-        reason: str,
-        now: float,
-        derived: bool = False,
-    ) -> str | None:
-        if not verdict.allowed:
-            log.info(
-                "policy %s: %s %s/%s refused: %s",
-                policy.name,
-                action,
-                device,
-                actuator,
-                verdict.reason,
-            )
-            return None
-        command = make_command(
-            device=device,
-            actuator=actuator,
-            action=action,
-            value=verdict.value,
-            policy=policy.name,
-            agent=self.agent_id,
-            reason=reason,
-            key=self.key,
-            now=now,
-            ttl=policy.safety.command_ttl,
-            # a group decision has the same command id and nonce at every member
-            command_id=decision_id if derived else None,
-            nonce=hashlib.sha256(f"nonce/{decision_id}".encode()).hexdigest()[:16]
-            if derived
-            else None,
-        )
-        topic = f"{self.prefix}/actuators/{device}/{actuator}/set"
-        if not self.outbox.send(command, decision_id, topic):  # reserved by the caller
-            return None
-        log.info(
-            "policy %s: sent %s %s to %s/%s",
-            policy.name,
-            action,
-            "" if verdict.value is None else verdict.value,
-            device,
-            actuator,
-        )
-        return str(command["id"])
-
-    def _publish_result(
-        self, policy: PolicyConfig, now: float, action: str, value: float | None, answer: Answer
-    ) -> None:
-        every = policy.every
-        result: dict[str, Any] = {
-            "agent": self.agent_id,
-            "policy": policy.name,
-            "ts": now,
-            # a peered policy's window ends on a multiple of `every`, the same at every member
-            "window_end": now if policy.peers is None else math.floor(now / every) * every,
-            "action": action,
-            "value": value,
-            "confidence": answer.scores[action],
-            "scores": answer.scores,
-            "model_sha256": self.model_sha256,
-        }
-        if policy.peers is not None:
-            result["group"] = policy.peers.group
-        topic = f"{self.prefix}/agents/{self.agent_id}/results/{policy.name}"
-        self.publish(topic, json.dumps(result, separators=(",", ":")).encode(), qos=1)
 
     def act_group(self, decision: GroupDecision) -> None:
         """This member leads the group: the group's decision through the safety layer, then
@@ -582,7 +260,7 @@ class DecisionService:
         group = f"[group {decision.group}: {decision.method} of {len(decision.members)}]"
         own = self.states[policy.name].last_digest if policy.name in self.states else ""
         reason = f"{own[: 198 - len(group)]} {group}".strip()
-        command_id = self._command(
+        command_id = self.send.command(
             policy,
             actuator.device,
             actuator.actuator,
@@ -609,7 +287,7 @@ class DecisionService:
             "command_id": command_id,
             "source": "group",
         }
-        self.on_db(lambda: self.store.audit_add(row))
+        self.send.audit(row)
 
     def reading(self, device: str, quantity: str) -> float | None:
         f = self.pipeline.features(device, quantity, max(self.pipeline.windows))
@@ -623,7 +301,7 @@ class DecisionService:
             decision_id = uuid.uuid4().hex
             policy = next(p for p in self.config.policies if p.name == proposal.policy)
             reason = f"interlock: {proposal.device}/{proposal.actuator} must be {proposal.action}"
-            command_id = self._command(
+            command_id = self.send.command(
                 policy,
                 proposal.device,
                 proposal.actuator,
@@ -649,9 +327,9 @@ class DecisionService:
                 "command_id": command_id,
                 "source": "interlock",
             }
-            self.on_db(lambda r=row: self.store.audit_add(r))  # type: ignore[misc]
+            self.send.audit(row)
 
-    # -- what actuators report, and the model for intents -------------------------------------
+    # -- what actuators report -----------------------------------------------------------------
 
     def on_state(
         self, device: str, actuator: str, action: str, value: float | None, command_id: object
@@ -682,45 +360,3 @@ class DecisionService:
                         self.clock(), p, d, action, "override"
                     )
                 )
-
-    def generate(self, system: str, user: str, grammar: str) -> str:
-        """The model's answer to an intent under its grammar (agent.service.intents)."""
-        # the adapter of edge-agent tune --intents, if one is installed for this base model
-        adapter = adapter_for(self.config, INTENTS, self.model_sha256)
-
-        def run(model: Any) -> str:
-            with model.adapter(adapter):
-                prefix, suffix = model.chat(system, user)
-                text: str = model.generate(prefix, suffix, grammar=grammar, max_tokens=64)
-                return text
-
-        text: str = self._call(run)
-        return text
-
-
-def train_heads(
-    config: Config,
-    embed: Callable[[str], np.ndarray],
-    out_dir: Path,
-    model_sha256: str,
-    echo: Callable[[str], None],
-) -> list[Path]:
-    """Train every ``embed`` policy's head ahead of time, exactly as the agent does at its
-    first start (generated examples only), into ``out_dir`` under the agent's file names."""
-    written = []
-    for policy in config.policies:
-        if policy.engine != "embed" or not policy.targets:
-            continue
-        started = time.monotonic()
-        train = gen.generate(config, policy, TRAIN_EXAMPLES, seed=1)
-        x = np.array([embed(e.digest) for e in train])
-        head = SoftmaxHead.fit(x, [e.action for e in train], list(policy.actuators[0].actions))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / head_file(config, policy, model_sha256)
-        path.write_text(head.to_json())
-        written.append(path)
-        echo(
-            f"{policy.name}: trained on {len(train)} examples in "
-            f"{time.monotonic() - started:.0f}s -> {path}"
-        )
-    return written

@@ -17,9 +17,9 @@ from pathlib import Path
 from agent.config import Config
 from agent.errors import AgentError
 from agent.inference.locate import locate
+from agent.inference.store import current_model
 from agent.inference.threads import pick_threads
 from agent.inference.trial import TrialResult, run_trial
-from agent.service.modelupdate import current_model
 from agent.service.permissions import check_permissions, paths_to_check
 
 Echo = Callable[[str], None]

@@ -47,13 +47,11 @@ from agent.errors import AgentError
 from agent.mqtt import Message
 from agent.peers import fedavg as fa
 from agent.peers import wire
+from agent.peers.coordinator import Coordinator, FlSettings
+from agent.peers.member import DpSettings, Member
 from agent.peers.membership import MAX_PEERS
 from agent.peers.robust import Robust
 from agent.peers.rounds import (
-    Coordinator,
-    DpSettings,
-    FlSettings,
-    Member,
     RoundMessage,
     key_payload,
     key_topic,
@@ -209,8 +207,8 @@ class FederationService:
         if service is None:
             return
         try:
-            data = service.federation_data(f.policy, f.fed)
-            head = service.head_for(f.policy)
+            data = service.learning.federation_data(f.policy, f.fed)
+            head = service.learning.head_for(f.policy)
         except AgentError as exc:
             f.failed = f"cannot take part: {exc}"
             log.error("policy %s: federated learning %s", name, f.failed)
@@ -272,7 +270,7 @@ class FederationService:
         if member.adopted > adopted and member.head is not None:
             service = self.decisions()
             score = member.head.accuracy(member.heldout_x, member.heldout_labels)
-            if service is not None and service.install_head(
+            if service is not None and service.learning.install_head(
                 f.policy.name, member.head, score,
                 f"federated (session {message.session}, round {message.round})",
             ):

@@ -35,8 +35,8 @@ def held(decisions: DecisionService, health: HealthService, policy: PolicyConfig
     )
     decision_id = uuid.uuid4().hex
     reason = f"paused: {key} {state.fault}"
-    command_id = decisions._command(policy, actuator.device, actuator.actuator, action, verdict,
-                                    decision_id, reason, now)
+    command_id = decisions.send.command(policy, actuator.device, actuator.actuator, action,
+                                        verdict, decision_id, reason, now)
     row = {
         "decision_id": decision_id, "ts": now, "policy": policy.name, "engine": "diagnosis",
         "digest": reason, "model_sha256": None, "prompt_hash": None,
@@ -44,5 +44,5 @@ def held(decisions: DecisionService, health: HealthService, policy: PolicyConfig
         "verdict": "ok" if verdict.allowed else verdict.reason, "command_id": command_id,
         "source": trigger,
     }
-    decisions.on_db(lambda: decisions.store.audit_add(row))
+    decisions.send.audit(row)
     return True

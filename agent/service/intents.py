@@ -108,7 +108,7 @@ class IntentHandler:
             return refusal(request_id, understood.question)
         raw = json.dumps({"layer": getattr(understood, "layer", "model")})
         if isinstance(understood, NoMatch):
-            intent = resolve(text, registry, decisions.generate)
+            intent = resolve(text, registry, decisions.model.generate)
             if not intent.ok or intent.target is None or intent.action is None:
                 return refusal(request_id, intent.error or "could not understand the request")
             act = intent.target.actuator

@@ -24,12 +24,12 @@ import binascii
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from agent.errors import AgentError
+from agent.inference.store import HEX64
 from agent.numbers import finite_number
 from agent.policy.signing import canonical_json
 from agent.service import updatekey
@@ -42,7 +42,6 @@ MAX_CHUNKS = 1 << 14  # the digests of 16384 chunks: a manifest of ~700 KB
 DEFAULT_CHUNK = 256 * 1024
 MAX_VERSION = (1 << 53) - 1  # exact in every JSON reader
 MAX_NAME = 200
-HEX64 = re.compile(r"[0-9a-f]{64}")
 _FIELDS: dict[str, tuple[type, ...]] = {
     "type": (str,),
     "agent": (str,),

@@ -17,7 +17,7 @@ chunk is acknowledged only after it has been written. When the last chunk arrive
 file's sha256 is checked and the file is renamed to ``data_dir/models/<sha256>-<name>``.
 
 A manifest is accepted only if its ``version`` is above the floor, ``models/floor.json``
-(:class:`agent.service.durable.VersionFloor`), which is raised durably before the transfer
+(:class:`agent.durable.VersionFloor`), which is raised durably before the transfer
 starts: an older manifest, even one correctly signed, is refused, and so cannot abandon the
 transfer in progress nor bring back an older model after a restart. The same file announced
 again under a newer version resumes the transfer in progress.
@@ -35,14 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import Config
+from agent.durable import VersionFloor
 from agent.errors import AgentError
 from agent.inference.locate import sha256_of
+from agent.inference.store import read_pointer
 from agent.service import updatekey
-from agent.service.durable import VersionFloor
 from agent.service.manifest import MAX_MODEL_BYTES, Manifest, check_shape, parse_manifest
-from agent.service.modelinstall import current_model as current_model
-from agent.service.modelinstall import install as install
-from agent.service.modelinstall import read_pointer
 
 log = logging.getLogger(__name__)
 

@@ -1,51 +1,48 @@
-"""The running agent: wires the broker, the ingest thread, the database and the scheduler."""
+"""The running agent: wires its parts (broker, ingest, database, scheduler, policies, peers)
+and owns their lifecycle: start, run under systemd, stop."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import __version__
-from agent.config import Config, load_config
-from agent.errors import AgentError, ConfigError
+from agent.config import Config
+from agent.errors import AgentError
+from agent.inference import store as model_store
 from agent.inference.locate import ModelFile, locate
-from agent.inference.trial import tried_model
 from agent.mqtt import Message, MqttClient, Will
 from agent.pipeline.core import DEDUP_MEMORY, Pipeline, Processed
 from agent.pipeline.parse import excerpt
-from agent.service import limits, modelinstall, modelreceiver, modelupdate, systemd, updatekey
+from agent.service import limits, modelreceiver, modelupdate, systemd
+from agent.service.agentmetrics import serve_metrics
 from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
+from agent.service.halink import HomeAssistantLink
 from agent.service.health import HealthService
-from agent.service.homeassistant import (
-    Announcement,
-    clean_payload,
-    clean_topic,
-    discovery_messages,
-    should_announce,
-)
 from agent.service.ingest import Ingestor
-from agent.service.manifest import Manifest
-from agent.service.metrics import Metrics, Sources
+from agent.service.metrics import Metrics
+from agent.service.modelswap import start_model_updates
 from agent.service.peers import PeerService
 from agent.service.permissions import check_permissions, paths_to_check
+from agent.service.policies import build_decisions, decide, start_decisions
+from agent.service.reload import reload
 from agent.service.states import known_actuators, parse_state
+from agent.service.status import status_payload
 from agent.service.systemd import Heartbeat, Watchdog, progressing
 from agent.storage import Store
 
 if TYPE_CHECKING:
     from agent.inference.worker import InferenceWorker
     from agent.peers.aggregate import GroupDecision
+    from agent.policy.intents import Registry
     from agent.service.decisions import DecisionService
     from agent.service.intentqueue import IntentQueue
     from agent.service.outbox import Outbox
@@ -90,7 +87,7 @@ class Agent:
             queue_limit=config.mqtt.queue_limit,
             hard_limit=config.mqtt.queue_limit + 4 * config.mqtt.receive_maximum,
         )
-        self.errors = ErrorEvents(self.topic_errors, self._publish, clock=clock)
+        self.errors = ErrorEvents(self.topic_errors, self.publish, clock=clock)
         self.states_ignored = 0  # actuator states of actuators no policy names
         self.topic_intents = f"{self.prefix}/agents/{self.id}/intents"
         self.topic_states = f"{self.prefix}/actuators/+/+/state"
@@ -98,20 +95,25 @@ class Agent:
         self.outbox: Outbox | None = None
         self.decisions: DecisionService | None = None
         self.intents: IntentQueue | None = None
+        self.registry: Registry  # the devices intents may name, once policies are built
         self.peers = PeerService(
-            config, self.id, publish=self._publish, act=self._act_group, clock=clock
+            config, self.id, publish=self.publish, act=self._act_group, clock=clock
         )
         self.federation = FederationService(
             config, self.id, peers=self.peers, decisions=lambda: self.decisions,
-            publish=self._publish, clock=clock,
+            publish=self.publish, clock=clock,
         )
-        self.health = HealthService(config, self.id, publish=self._publish, key=None, clock=clock)
+        self.health = HealthService(config, self.id, publish=self.publish, key=None, clock=clock)
         extra = [
             self.topic_states, self.topic_intents, *self.peers.filters(),
             *self.federation.filters(), *self.health.filters(),
         ]
-        self.topic_ha_status = f"{config.homeassistant.prefix}/status"
-        self._announced: set[tuple[str, str]] = set()
+        self.homeassistant = HomeAssistantLink(
+            config, self.id, self._publish_plain,
+            lambda fn: self._soon(fn, "announce"),
+            lambda: self.ingestor.call(self.store.series).result(timeout=30),
+            lambda: self.stopping,
+        )
         self.updates: modelreceiver.Receiver | None = None
         self._update_key = modelupdate.update_key(config)
         update_filters = modelupdate.filters(self.prefix, self.id) if self._update_key else []
@@ -122,7 +124,7 @@ class Agent:
             on_message=self._on_message,
             on_connect=self._on_connected,
             extra_filters=(extra if config.policies else [])
-            + ([self.topic_ha_status] if config.homeassistant.discovery else [])
+            + self.homeassistant.filters()
             + update_filters,
             max_packet=limits.max_packet(config, model_updates=bool(update_filters)),
             probe_topic=f"{self.prefix}/agents/{self.id}/probe",
@@ -144,13 +146,13 @@ class Agent:
         self._restore()
         self._load_model_info()
         if self.config.policies:
-            self._build_decisions()
+            build_decisions(self)
         self.ingestor.start()
         if self._update_key is not None:
-            self._start_model_updates(self._update_key)
+            start_model_updates(self, self._update_key)
         self.mqtt.start()
         if self.decisions is not None:
-            self._start_decisions()
+            start_decisions(self)
         self.scheduler.add_job(
             self.publish_status, "interval", seconds=self.config.agent.status_interval, id="status",
             executor=VITAL,
@@ -169,7 +171,7 @@ class Agent:
                                    seconds=self.config.diagnosis.check_every, coalesce=True)
         self.heartbeat.beat()
         if self.config.metrics.port is not None:
-            self._serve_metrics()
+            self.metrics = serve_metrics(self)
         self.scheduler.start()
         log.info(
             "agent %s started: %d readings stored, subscribed to %s",
@@ -254,7 +256,7 @@ class Agent:
             self.pipeline.restore(device, quantity, self.store.points(device, quantity, since))
 
     def _load_model_info(self) -> None:
-        installed = modelinstall.current_model(self.config.agent.data_dir)
+        installed = model_store.current_model(self.config.agent.data_dir)
         if installed is not None:  # a model update installed here wins over model.path
             self.model = installed
             return
@@ -273,10 +275,9 @@ class Agent:
             return
         if self.updates is not None and self.updates.handle(msg):
             return  # acknowledged by the receiver once written
-        if msg.topic == self.topic_ha_status:
+        if msg.topic == self.homeassistant.topic_status:
             self.mqtt.ack(msg)
-            if should_announce(msg.topic, msg.payload, self.config.homeassistant.prefix):
-                self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
+            self.homeassistant.on_ha_status(msg)
             return
         if self.decisions is not None and not msg.topic.startswith(self._sensor_prefix):
             self.mqtt.ack(msg)  # state, intents and peers are handled once, not stored
@@ -299,47 +300,10 @@ class Agent:
             self.metrics.observe_ingest(time.time() - msg.recv_ts)
 
     def _report_rejection(self, msg: Message, reason: str) -> None:
-        self._report_error(msg.topic, reason, excerpt(msg.payload))
+        self.report_error(msg.topic, reason, excerpt(msg.payload))
 
-    def _report_error(self, topic: str, reason: str, payload: str = "") -> None:
+    def report_error(self, topic: str, reason: str, payload: str = "") -> None:
         self.errors.report(topic, reason, payload)
-
-    def _status(self, state: str) -> dict[str, Any]:
-        return {
-            "state": state,
-            "ts": self.clock(),
-            "version": __version__,
-            "model": self._model_status(),
-            "model_state": self.model_state["state"],
-            "model_sha256": None if self.model is None else self.model.sha256,
-            "uptime_s": round(self.clock() - self.started, 3),
-            "readings_total": self.ingestor.rows_total,
-            "rejected_total": self.ingestor.counters.rejected,
-            "dropped_total": self.ingestor.counters.dropped + self.states_ignored,
-            "inbound_stalls": self.mqtt.stalls if hasattr(self, "mqtt") else 0,
-            "outbox_depth": 0 if self.outbox is None else self.outbox.depth,
-            "queue_depth": self.ingestor.depth(),
-            "groups": self.peers.groups if hasattr(self, "peers") else [],
-            **({} if self.intents is None else {"intents": self.intents.status()}),
-            **({"peers": self.peers.status()} if hasattr(self, "peers") and self.peers.trackers
-               else {}),
-            **({"health": self.health.status()} if hasattr(self, "health") else {}),
-            **(
-                {"federation": self.federation.status()}
-                if hasattr(self, "federation") and self.federation.feds
-                else {}
-            ),
-            "policies": {}
-            if self.decisions is None
-            else {name: st.status() for name, st in self.decisions.states.items()},
-        }
-
-    def _model_status(self) -> str | dict[str, str] | None:
-        """The file name (SPEC 3); while the model cannot run, an object saying why."""
-        name = None if self.model is None else self.model.name
-        if self.model_state["state"] == "unusable" and name is not None:
-            return {**self.model_state, "file": name}
-        return name
 
     def publish_status(self) -> None:
         self.mqtt.probe(max(limits.PROBE_AFTER, 3 * self.config.agent.status_interval))
@@ -347,7 +311,7 @@ class Agent:
         self.mqtt.publish(self.topic_status, self._signed_status(state), qos=1, retain=True)
 
     def _signed_status(self, state: str) -> bytes:
-        return self.peers.outgoing(self.topic_status, dumps(self._status(state)))
+        return self.peers.outgoing(self.topic_status, dumps(status_payload(self, state)))
 
     def run_retention(self) -> None:
         r = self.config.storage.retention
@@ -365,159 +329,17 @@ class Agent:
         if deleted:
             log.info("retention removed %d old readings", deleted)
 
-    # -- decisions ----------------------------------------------------------------------------
-
-    def _build_decisions(self) -> None:
-        from agent.inference.threads import pick_threads
-        from agent.inference.worker import InferenceWorker
-        from agent.policy.confirm import Confirmations
-        from agent.policy.intents import Registry
-        from agent.policy.safety import SafetyLayer
-        from agent.policy.signing import load_key
-        from agent.service.decisions import DecisionService
-        from agent.service.intentqueue import IntentQueue
-        from agent.service.intents import IntentHandler, log_confirming
-        from agent.service.outbox import Outbox
-
-        cfg = self.config
-        if cfg.security.command_key_file is None:
-            raise AgentError(
-                "policies need security.command_key_file (the key that signs commands)"
-            )
-        key = load_key(cfg.security.command_key_file)
-        model = self.model
-        if model is not None:  # for embed/llm engines and for intents
-            self.worker = InferenceWorker(
-                tried_model(model, pick_threads(cfg.model.threads), cfg.model.context)
-            )
-            self.model_state = {"state": "loading"}
-        self.outbox = Outbox(self.mqtt, self.ingestor.call, self.store, self.clock)
-        self.decisions = DecisionService(
-            cfg,
-            agent_id=self.id,
-            pipeline=self.pipeline,
-            safety=SafetyLayer(cfg),
-            outbox=self.outbox,
-            publish=self._publish,
-            on_db=self.ingestor.call,
-            store=self.store,
-            worker=self.worker,
-            key=key,
-            model_sha256=None if model is None else model.sha256,
-            clock=self.clock,
-        )
-        self.registry = Registry(cfg)
-        handler = IntentHandler(
-            lambda: self.decisions,
-            lambda: self.registry,
-            Confirmations(cfg.intents.confirm_ttl, self.clock),
-        )
-        self.intents = IntentQueue(
-            handler.handle,
-            self._reply_intent,
-            size=cfg.intents.queue,
-            per_minute=cfg.intents.per_minute,
-        )
-        log_confirming(cfg)
-        self._attach_health(key)
-
-    def _attach_health(self, key: bytes) -> None:
-        from agent.service.holding import held
-
-        self.health.key = key
-        decisions = self.decisions
-        if decisions is not None:
-            decisions.hold = lambda policy, trigger: held(decisions, self.health, policy, trigger)
-
-    def _start_decisions(self) -> None:
-        assert self.decisions is not None and self.outbox is not None
-        if self.worker is not None:
-            self.worker.start()
-        self.decisions.restore_history()
-        self.outbox.resume()
-        if self.intents is not None:  # after the history: rate limits hold across a restart
-            self.intents.start()
-        self.scheduler.add_job(self.outbox.poll, "interval", seconds=0.5, id="outbox")
-        self.scheduler.add_job(
-            self.decisions.enforce_interlocks, "interval", seconds=5, id="interlocks"
-        )
-        self.scheduler.add_job(
-            self.decisions.retrain, "interval", hours=1, id="retrain", max_instances=1
-        )
-        self._schedule_policies()
-        if self.peers.trackers:
-            self.scheduler.add_job(
-                self.peers.tick, "interval", seconds=0.2, id="peers", max_instances=1, coalesce=True
-            )
-        if self.federation.feds:
-            self.federation.start()
-            self.scheduler.add_job(self.federation.tick, "interval", seconds=1, id="federation",
-                                   max_instances=1, coalesce=True)
-        threading.Thread(target=self._prepare, name="prepare-engines", daemon=True).start()
-
-    def _schedule_policies(self) -> None:
-        assert self.decisions is not None
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("policy-"):
-                job.remove()
-        now = self.clock()
-        for name, st in self.decisions.states.items():
-            every = st.policy.every
-            # peered policies decide just after each multiple of `every`, like their peers
-            first = (math.floor(now / every) + 1) * every + 0.05 if st.policy.peers else now + every
-            self.scheduler.add_job(
-                self._decide,
-                "interval",
-                seconds=every,
-                args=[name, "schedule"],
-                id=f"policy-{name}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.fromtimestamp(first, tz=timezone.utc),
-            )
-
-    def _prepare(self) -> None:
-        assert self.decisions is not None
-        if self.worker is not None:
-            try:
-                self.worker.wait_ready(420)  # the trial in a child process, then the load
-                self.model_state = {"state": "ready"}
-            except AgentError as exc:
-                self._model_unusable(str(exc))
-                self.worker = None
-                self.decisions.worker = None
-        self.model_ready.set()
-        self.decisions.prepare()
-        self.publish_status()
-
-    def _model_unusable(self, reason: str) -> None:
-        self.model_state = {"state": "unusable", "reason": reason}
-        log.error("model unusable: %s; policies run on rules, intents are refused", reason)
-        self._report_error(self.topic_status, f"model unusable: {reason}")
-
-    def _decide(self, name: str, trigger: str) -> None:
-        if self.decisions is None or self._stopping.is_set():
-            return
-        started = time.monotonic()
-        try:
-            self.decisions.run(name, trigger)
-            if self.metrics is not None:
-                engine = self.decisions.states[name].engine.name
-                self.metrics.observe_decision(name, engine, time.monotonic() - started)
-        except AgentError as exc:
-            log.error("policy %s: %s", name, exc)
-
     def _on_stored(self, rows: list[Processed]) -> None:
         """On the ingest thread after a commit: publish cleaned values for dashboards; run a
         policy at once if an input crossed its band."""
         if self.config.homeassistant.discovery:
-            self._publish_clean(rows)
+            self.homeassistant.publish_clean(rows)
         if self.decisions is None:
             return
         for p in rows:
             name = self.decisions.on_reading(p.reading.device, p.reading.quantity, p.clean)
             if name is not None and not self._stopping.is_set():  # one waiting per policy at most
-                self.scheduler.add_job(self._decide, args=[name, "crossing"],
+                self.scheduler.add_job(decide, args=[self, name, "crossing"],
                                        id=f"crossing-{name}", replace_existing=True)
 
     def _handle_state(self, msg: Message) -> None:
@@ -530,10 +352,10 @@ class Agent:
             return
         self.decisions.on_state(*state)
 
-    def _reply_intent(self, reply: dict[str, Any]) -> None:
+    def reply_intent(self, reply: dict[str, Any]) -> None:
         self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)
 
-    def _publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish, signed with this agent's identity if it goes to its peers."""
         self.mqtt.publish(topic, self.peers.outgoing(topic, payload), qos=qos, retain=retain)
 
@@ -541,212 +363,30 @@ class Agent:
         if self.decisions is not None and not self._stopping.is_set():
             self.decisions.act_group(decision)
 
-    def _serve_metrics(self) -> None:
-        def tokens_per_second() -> float | None:
-            worker = self.worker
-            if worker is None or not worker.ready.is_set():
-                return None
-            return worker.model.stats.tokens_per_second()
+    # -- small services the parts are given ---------------------------------------------------
 
-        self.metrics = Metrics(
-            Sources(
-                readings_total=lambda: self.ingestor.rows_total,
-                received_total=lambda: self.ingestor.counters.received,
-                rejected_by_reason=lambda: dict(self.ingestor.counters.rejected_by_reason),
-                queue_depth=self.ingestor.depth,
-                outbox_depth=lambda: 0 if self.outbox is None else self.outbox.depth,
-                tokens_per_second=tokens_per_second,
-                model_usable=lambda: None
-                if self.model_state["state"] in ("none", "loading")
-                else self.model_state["state"] == "ready",
-            )
-        )
-        self.metrics.add_health(self.health.gauges)
-        assert self.config.metrics.port is not None
-        port = self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
-        log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, port)
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
-    # -- Home Assistant -----------------------------------------------------------------------
+    def _publish_plain(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> None:
+        self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    def _soon(self, fn: Callable[[], None], job: str) -> None:
+        """Run ``fn`` on the scheduler soon; one waiting at most."""
+        self.scheduler.add_job(fn, id=job, replace_existing=True)
 
     def _on_connected(self) -> None:
         self.publish_status()
-        if self.config.homeassistant.discovery and not self._stopping.is_set():
-            self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
-
-    def announce(self) -> None:
-        """MQTT discovery: cleaned sensors, decisions and connectivity, retained."""
-        series = self.ingestor.call(self.store.series).result(timeout=30)
-        self._announced = set(series)
-        cfg = self.config
-        announcement = Announcement(
-            self.prefix,
-            self.id,
-            __version__,
-            series,
-            {q: s.unit for q, s in cfg.sensors.items()},
-            {p.name: list(p.actuators[0].actions) for p in cfg.policies if p.targets},
-            cfg.homeassistant.prefix,
-        )
-        for topic, payload in discovery_messages(announcement):
-            self.mqtt.publish(topic, payload, qos=1, retain=True)
-
-    def _publish_clean(self, rows: list[Processed]) -> None:
-        latest = {(p.reading.device, p.reading.quantity): p for p in rows}
-        for (device, quantity), p in latest.items():
-            self.mqtt.publish(
-                clean_topic(self.prefix, self.id, device, quantity),
-                clean_payload(p.clean, p.reading.ts, p.unit),
-                qos=0,
-                retain=True,
-            )
-        if not set(latest) <= self._announced and not self._stopping.is_set():
-            self._announced |= set(latest)
-            self.scheduler.add_job(self.announce, id="announce", replace_existing=True)
-
-    # -- reload (SIGHUP) ----------------------------------------------------------------------
+        self.homeassistant.on_connected()
 
     def reload(self, path: Path) -> bool:
-        """Apply new sensor settings, policies and interlocks from ``path`` without dropping a
-        reading; a bad file is refused and the running configuration kept."""
-        from agent.policy.intents import Registry
-        from agent.policy.safety import SafetyLayer
+        """SIGHUP: see :func:`agent.service.reload.reload`."""
+        return reload(self, path)
 
-        try:
-            new = load_config(path)
-            merged = self.config.model_copy(
-                update={
-                    "sensors": new.sensors,
-                    "policies": new.policies,
-                    "interlocks": new.interlocks,
-                }
-            )
-            safety = SafetyLayer(merged)
-        except ConfigError as exc:
-            log.error(
-                "reload of %s refused, the running configuration stays: %s",
-                path,
-                "; ".join(exc.errors),
-            )
-            return False
-        later = [
-            name
-            for name in (
-                "agent",
-                "mqtt",
-                "storage",
-                "model",
-                "security",
-                "intents",
-                "metrics",
-                "homeassistant",
-                "service",
-                "features",
-            )
-            if getattr(new, name) != getattr(self.config, name)
-        ]
-        if [p.peers for p in new.policies] != [p.peers for p in self.config.policies]:
-            later.append("policies[].peers")
-        if bool(new.policies) != bool(self.config.policies):
-            later.append("policies (from none or to none)")
-        if later:
-            log.warning("reload: %s changed; restart the agent to apply that", ", ".join(later))
-        if self.config.security.roster_file is not None:
-            self.peers.reload_roster()
-        self.ingestor.call(lambda: self.pipeline.reconfigure(merged)).result(timeout=30)
-        if self.decisions is not None and bool(merged.policies):
-            self._swap_decisions(merged, safety)
-            self.registry = Registry(merged)
-        self.config = merged
-        log.info("reloaded sensors, policies and interlocks from %s", path)
-        self.publish_status()
-        return True
-
-    def _swap_decisions(self, config: Config, safety: Any, model_sha256: str | None = None) -> None:
-        from agent.service.decisions import DecisionService
-
-        old = self.decisions
-        assert old is not None and self.outbox is not None
-        new = DecisionService(
-            config,
-            agent_id=self.id,
-            pipeline=self.pipeline,
-            safety=safety,
-            outbox=self.outbox,
-            publish=self._publish,
-            on_db=self.ingestor.call,
-            store=self.store,
-            worker=self.worker,
-            key=old.key,
-            model_sha256=model_sha256 or old.model_sha256,
-            clock=self.clock,
-        )
-        new.restore_history()
-        self.decisions = new
-        self._attach_health(old.key)
-        old.stopping = True
-        self._schedule_policies()
-        threading.Thread(target=new.prepare, name="prepare-engines", daemon=True).start()
-        if new.model_sha256 != old.model_sha256:
-            self.federation.start()  # the embeddings of the old model are no use to the new one
-
-    # -- model updates over MQTT --------------------------------------------------------------
-
-    def _start_model_updates(self, key: updatekey.PublicKey) -> None:
-        assembler = modelupdate.Assembler(self.config.agent.data_dir, key, self.id, self.clock)
-        self.updates = modelreceiver.Receiver(
-            assembler,
-            self.prefix,
-            self.id,
-            ack=self.mqtt.ack,
-            on_assembled=self._install_model,
-            on_refused=self._report_model_refusal,
-        )
-        self.updates.start()
-
-    def _report_model_refusal(self, topic: str, error: str) -> None:
+    def report_model_refusal(self, topic: str, error: str) -> None:
         event = {"ts": self.clock(), "topic": topic, "error": error, "payload": ""}
         log.error("%s", error)
         self.mqtt.publish(self.topic_errors, dumps(event), qos=0)
-
-    def _install_model(self, path: Path, manifest: Manifest) -> None:
-        """On the model-update thread: trial-load, move the pointer, swap inference, report."""
-        from agent.inference.threads import pick_threads
-        from agent.inference.worker import InferenceWorker
-
-        cfg, old = self.config.model, self.model
-        threads = pick_threads(cfg.threads)
-        worker = InferenceWorker(
-            tried_model(ModelFile(path, manifest.sha256), threads, cfg.context)
-        )
-
-        def trial(p: Path) -> None:  # the trial is the new worker's own load: one load, not two
-            worker.start()
-            worker.wait_ready(120)
-            worker.call(lambda m: m.embed("ok"), 60)
-
-        try:
-            modelinstall.install(
-                path,
-                None if old is None else old.path,
-                trial if self.worker is not None else modelinstall.trial_load(threads, cfg.context),
-                ts=manifest.ts,
-                version=manifest.version,
-            )
-        except AgentError as exc:
-            worker.stop(5)
-            topic = modelupdate.update_topic(self.prefix, self.id)
-            self._report_model_refusal(topic, f"model update {manifest.sha256} refused: {exc}")
-            return
-        self.model = ModelFile(path, manifest.sha256)
-        if self.worker is not None:
-            old_worker, self.worker = self.worker, worker
-            if self.decisions is not None:  # heads are keyed by the model's hash: retrain
-                self.decisions.worker = worker
-                self._swap_decisions(
-                    self.config, self.decisions.safety, model_sha256=manifest.sha256
-                )
-            old_worker.stop(30)
-        else:
-            worker.stop(5)
-        log.info("model %s (sha256 %s) is now running", manifest.name, manifest.sha256)
-        self.publish_status()

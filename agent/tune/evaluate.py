@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.bench.decide import Utterance, held_out_sets, situations, utterances
 from agent.config import Config, PolicyConfig
 from agent.inference.model import Model
 from agent.policy.engines import LlmEngine
+from agent.policy.heldout import Utterance, held_out_sets, situations, utterances
 from agent.policy.intents import Registry, resolve
 
 INTENT_SEED = 5  # bench decide's

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config import Config, PolicyConfig
 from agent.errors import AgentError
+from agent.inference.adapters import INTENTS, install_adapter, installed, policy_target, tune_dir
 from agent.inference.locate import ModelFile, locate
 from agent.inference.model import Model
+from agent.inference.store import current_model
 from agent.inference.threads import pick_threads
-from agent.service.modelupdate import current_model
 from agent.tune import data
 from agent.tune.evaluate import Score, decision_score, intent_score
-from agent.tune.install import INTENTS, install_adapter, installed, policy_target, tune_dir
 
 if TYPE_CHECKING:
     from agent.tune.fedlora import FedTune
@@ -150,7 +150,7 @@ def tune(config: Config, policy_name: str | None, options: Options, echo: Echo) 
         before = score(config, policy, m, current, options.cases)
         echo(f"before: {before.line()} in {time.monotonic() - started:.0f}s")
     outcome = Outcome(target, base, len(samples), before, current.name if current else "base model")
-    work = tune_dir(config, target)
+    work = tune_dir(config.agent.data_dir, target)
     work.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=work))
     try:
@@ -186,7 +186,7 @@ def _shipped(path: Path, scratch: Path, outcome: Outcome, echo: Echo) -> Path:
 
 
 def _current_adapter(config: Config, target: str, base: ModelFile) -> Path | None:
-    found = installed(config, target)
+    found = installed(config.agent.data_dir, target)
     if found is None or found[1].get("base_sha256") != base.sha256:
         return None
     return found[0]
@@ -289,7 +289,9 @@ def _finish(
     elif not options.install:
         outcome.reason = "better, but not installed (--no-install)"
     else:
-        path = install_adapter(config, target, adapter, outcome.record, _trial(config, threads))
+        path = install_adapter(
+            config.agent.data_dir, target, adapter, outcome.record, _trial(config, threads)
+        )
         outcome.adapter, outcome.installed = path, True
         outcome.reason = (
             f"installed for {target}: {100 * after.accuracy:.1f}% against "

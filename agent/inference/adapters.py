@@ -1,9 +1,9 @@
-"""Where tuned adapters live, and installing one: the model-update swap, per policy.
+"""Where tuned adapters live, and installing one: the model store's swap, per tuning target.
 
 Each tuning target (``policy-<name>`` or ``intents``) has its own directory
 ``data_dir/tuned/<target>/models/``, holding ``<sha256>-<target>.gguf`` files and the same
-``current.json`` pointer :mod:`agent.service.modelupdate` keeps for the whole model: the
-file is copied in under a temporary name and renamed, trial-loaded, and only then does the
+``current.json`` pointer :mod:`agent.inference.store` keeps for the whole model: the file is
+copied in under a temporary name and renamed, trial-loaded, and only then does the
 pointer move (``os.replace``), so an interrupted or failed install leaves the previous
 adapter (or none) in use. ``record-<sha256>.json`` beside it says what the adapter was
 trained on and how it measured; an adapter is used only on the base model it was trained
@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config
 from agent.errors import AgentError
-from agent.service.modelupdate import current_model, install
+from agent.inference.store import current_model, install
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +35,30 @@ def policy_target(name: str) -> str:
     return f"policy-{name}"
 
 
-def tune_dir(config: Config, target: str) -> Path:
-    return config.agent.data_dir / "tuned" / target
+def tune_dir(data_dir: Path, target: str) -> Path:
+    return Path(data_dir) / "tuned" / target
 
 
-def record_path(config: Config, target: str, sha256: str) -> Path:
-    return tune_dir(config, target) / "models" / f"record-{sha256}.json"
+def record_path(data_dir: Path, target: str, sha256: str) -> Path:
+    return tune_dir(data_dir, target) / "models" / f"record-{sha256}.json"
 
 
-def installed(config: Config, target: str) -> tuple[Path, dict[str, Any]] | None:
+def installed(data_dir: Path, target: str) -> tuple[Path, dict[str, Any]] | None:
     """The installed adapter of ``target`` and its record, or None."""
-    found = current_model(tune_dir(config, target))
+    found = current_model(tune_dir(data_dir, target))
     if found is None:
         return None
     try:
-        record = json.loads(record_path(config, target, found.sha256).read_text())
+        record = json.loads(record_path(data_dir, target, found.sha256).read_text())
     except (OSError, ValueError) as exc:
         log.warning("tuned adapter %s has no readable record (%s); ignored", found.path, exc)
         return None
     return (found.path, record) if isinstance(record, dict) else None
 
 
-def adapter_for(config: Config, target: str, base_sha256: str | None) -> Path | None:
+def adapter_for(data_dir: Path, target: str, base_sha256: str | None) -> Path | None:
     """The adapter to use for ``target`` on the base model with ``base_sha256``, if any."""
-    found = installed(config, target)
+    found = installed(data_dir, target)
     if found is None:
         return None
     path, record = found
@@ -74,7 +73,7 @@ def adapter_for(config: Config, target: str, base_sha256: str | None) -> Path | 
 
 
 def install_adapter(
-    config: Config,
+    data_dir: Path,
     target: str,
     candidate: Path,
     record: Mapping[str, Any],
@@ -82,18 +81,18 @@ def install_adapter(
 ) -> Path:
     """Copy ``candidate`` in, trial-load it and point ``target`` at it; see the module doc."""
     sha256 = str(record["sha256"])
-    models = tune_dir(config, target) / "models"
+    models = tune_dir(data_dir, target) / "models"
     models.mkdir(parents=True, exist_ok=True)
-    before = installed(config, target)
+    before = installed(data_dir, target)
     dest = models / f"{sha256}-{target}.gguf"
     tmp = models / f".{sha256}.tmp"
     shutil.copyfile(candidate, tmp)
     os.replace(tmp, dest)
-    _write_json(record_path(config, target, sha256), record)
+    _write_json(record_path(data_dir, target, sha256), record)
     try:
         return install(dest, None if before is None else before[0], trial, ts=time.time())
     except AgentError:
-        record_path(config, target, sha256).unlink(missing_ok=True)
+        record_path(data_dir, target, sha256).unlink(missing_ok=True)
         raise
 
 

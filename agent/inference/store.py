@@ -6,25 +6,26 @@ durably (fsync, then ``os.replace``). A pointer rather than a symlink because it
 the verified hash (no rehashing of a large file at start) and the model it replaced. The
 pointer moves only after a successful trial, so a trial that fails, or even crashes the
 process, leaves the old model in place. The downgrade floor is not the pointer's business: it
-is :class:`agent.service.durable.VersionFloor`, raised before a transfer starts.
+is :class:`agent.durable.VersionFloor`, raised before a transfer starts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.durable import write_json
 from agent.errors import AgentError
 from agent.inference.locate import ModelFile
-from agent.service.durable import write_json
-from agent.service.manifest import HEX64
 
 log = logging.getLogger(__name__)
 
 POINTER = "current.json"
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def read_pointer(data_dir: Path) -> dict[str, Any] | None:
