@@ -110,16 +110,33 @@ def test_the_health_topics_the_fault_events_and_a_paused_policy(tmp_path: Path) 
 
 def test_only_signed_commands_count_and_they_are_consumed(tmp_path: Path) -> None:
     svc = HealthService(config(tmp_path), "pi", publish=Recorder(), key=KEY, clock=lambda: 5e8)
-    good = make_command(device="h", actuator="hvac", action="heat", value=22.0, policy="p",
+    good = make_command(device="livingroom-hvac", actuator="hvac", action="heat", value=22.0, policy="p",
                         agent="pi", reason="", key=KEY, now=5e8, ttl=30)
     forged = {**good, "action": "cool"}
-    topic = "edge/actuators/h/hvac/set"
+    topic = "edge/actuators/livingroom-hvac/hvac/set"
     assert svc.observe(Message(topic, json.dumps(forged).encode(), 1, 0, 5e8, 0))
     assert svc.observe(Message(topic, b"\xff{", 1, 0, 5e8, 0))
-    assert svc.dropped == 2 and "h/hvac" not in svc.diagnoser.actuators
+    assert svc.dropped == 2 and "livingroom-hvac/hvac" not in svc.diagnoser.actuators
     assert svc.observe(Message(topic, json.dumps(good).encode(), 1, 0, 5e8, 0))
-    assert svc.diagnoser.actuators["h/hvac"].last_command is not None
+    assert svc.diagnoser.actuators["livingroom-hvac/hvac"].last_command is not None
     assert svc.observe(Message("edge/sensors/x/temperature", b"garbage", 1, 0, 5e8, 0)) is False
+    other = make_command(device="h", actuator="hvac", action="heat", value=22.0, policy="p",
+                         agent="pi", reason="", key=KEY, now=5e8, ttl=30)
+    assert svc.observe(Message("edge/actuators/h/hvac/set", json.dumps(other).encode(), 1, 0,
+                               5e8, 0))
+    assert "h/hvac" not in svc.diagnoser.actuators  # no policy names it: not tracked
+
+
+def test_what_the_wire_can_make_it_track_is_bounded(tmp_path: Path) -> None:
+    svc = HealthService(config(tmp_path), "pi", publish=Recorder(), key=KEY, clock=lambda: 5e8)
+    cap = svc.config.sensors.max_series_per_device
+    for i in range(cap + 50):
+        svc.observe(Message(f"edge/sensors/flood/q{i}", b"1.5", 1, 0, 5e8, 0))
+    for i in range(100):
+        svc.observe(Message(f"edge/actuators/ghost-{i}/relay/state", b'{"action": "on"}', 1, 0,
+                            5e8, 0))
+    assert len(svc.diagnoser.series) == cap and svc.diagnoser.actuators == {}
+    assert svc.ignored == 150
 
 
 def test_the_layout_comes_from_the_policies_and_the_rooms(tmp_path: Path) -> None:

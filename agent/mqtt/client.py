@@ -212,6 +212,11 @@ class MqttClient:
         self._client.publish(self.probe_topic, payload, qos=1)
         return True
 
+    def redeliver(self) -> None:
+        """Reconnect so the broker sends again what we received but did not acknowledge."""
+        if self.connected:
+            self._drop_connection()
+
     def _drop_connection(self) -> None:
         """End the connection as if the network had: paho reconnects, the session stays."""
         sock = self._client.socket()

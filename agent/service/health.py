@@ -105,6 +105,11 @@ class HealthService:
         self.announced: set[tuple[str, str]] = set()
         self.paused: dict[str, str] = {}  # policy -> the faulty input it waits for
         self.dropped = 0  # command messages that failed their signature
+        # what the wire may make us track is bounded like the series ingest keeps (attack 6):
+        # configured actuators only, and no more series than sensors.max_series* allow
+        self.actuator_keys = {a.key for p in config.policies for a in p.actuators}
+        self.per_device: dict[str, int] = {}
+        self.ignored = 0  # readings and states of series or actuators not tracked
 
     def filters(self) -> list[str]:
         """Our own commands, to see whether each actuator answers them."""
@@ -128,12 +133,16 @@ class HealthService:
         if msg.topic.startswith(f"{self.prefix}/sensors/"):
             self._reading(msg)
         elif len(parts) == 5 and parts[1] == "actuators" and parts[4] == "state":
+            if f"{parts[2]}/{parts[3]}" not in self.actuator_keys:
+                self.ignored += 1
+                return False
             state = state_of(msg.payload)
             if state is not None:
                 with self.lock:
                     self.diagnoser.state(parts[2], parts[3], self.clock(), *state)
         elif len(parts) == 5 and parts[1] == "actuators" and parts[4] == "set":
-            self._command(parts[2], parts[3], msg.payload)
+            if f"{parts[2]}/{parts[3]}" in self.actuator_keys:
+                self._command(parts[2], parts[3], msg.payload)
             return True
         return False
 
@@ -141,12 +150,32 @@ class HealthService:
         cfg = self.config
         got = measured(msg.topic, msg.payload, msg.recv_ts, prefix=self.prefix,
                        max_bytes=cfg.mqtt.max_payload_bytes, sensors=cfg.sensors.kinds)
+        if got is None:
+            return
+        device, quantity = (got.device, got.quantity) if isinstance(got, Measured) else got
         with self.lock:
+            if not self._admit(device, quantity):
+                self.ignored += 1
+                return
             if isinstance(got, Measured):
                 self.diagnoser.reading(got.device, got.quantity, msg.recv_ts, got.value,
                                        got.in_range)
-            elif got is not None:
-                self.diagnoser.seen(got[0], got[1], msg.recv_ts)
+            else:
+                self.diagnoser.seen(device, quantity, msg.recv_ts)
+
+    def _admit(self, device: str, quantity: str) -> bool:
+        """Track this series? Already tracked, or within the limits ingest applies."""
+        if f"{device}/{quantity}" in self.diagnoser.series:
+            return True
+        sensors = self.config.sensors
+        if sensors.strict and quantity not in sensors.kinds:
+            return False
+        count = self.per_device.get(device, 0)
+        if count >= sensors.max_series_per_device or (
+                len(self.diagnoser.series) >= sensors.max_series):
+            return False
+        self.per_device[device] = count + 1
+        return True
 
     def _command(self, device: str, actuator: str, payload: bytes) -> None:
         command = parse_command(payload)

@@ -11,8 +11,11 @@ the broker (MQTT 5 Receive Maximum: it sends no more unacknowledged ones than th
 is always queued; a QoS 0 message that finds ``queue_limit`` messages waiting is dropped and
 counted. A payload over ``max_payload_bytes`` is cut to its excerpt on arrival, so a flood of
 large messages holds no more than the excerpts while it waits to be rejected. Only a broker
-that breaks its own receive maximum meets ``hard_limit``: what is over it is acknowledged and
-dropped, counted, rather than held.
+that breaks our receive maximum meets ``hard_limit`` (Mosquitto 2.0 draining a persistent
+session's backlog with ``max_inflight_messages 0`` does): a QoS 1 message over it is neither
+held nor acknowledged, so the broker still owes it; once the queue has drained,
+``on_redeliver`` ends the connection (the session stays) and the broker sends it again. Memory
+stays bounded and no acknowledged reading is lost.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class Counters:
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     batches: int = 0
-    dropped: int = 0  # not queued: the queue was full (counted on the network thread)
+    dropped: int = 0  # QoS 0 not queued: the queue was full (counted on the network thread)
+    deferred: int = 0  # QoS 1 over hard_limit: not acknowledged, so the broker sends it again
 
 
 class _Refused(NamedTuple):
@@ -85,6 +89,7 @@ class Ingestor:
         clock: Callable[[], float] = time.time,
         queue_limit: int = 2000,
         hard_limit: int | None = None,
+        on_redeliver: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -99,6 +104,8 @@ class Ingestor:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.queue_limit = queue_limit
         self.hard_limit = hard_limit if hard_limit is not None else 4 * queue_limit
+        self._on_redeliver = on_redeliver
+        self._owed = False  # QoS 1 messages were left unacknowledged: reconnect once drained
         self._drop_logged = -math.inf
         self._waiting = 0  # messages in the queue (tasks not counted)
         self._count = threading.Lock()
@@ -115,9 +122,11 @@ class Ingestor:
         """Queue a message from the network thread; False if it was dropped (queue full)."""
         waiting = self._waiting
         if waiting >= self.hard_limit or (msg.qos == 0 and waiting >= self.queue_limit):
-            self.counters.dropped += 1
-            if msg.qos > 0:  # held, it would hold its slot of the broker's window forever
-                self._ack(msg)
+            if msg.qos > 0:  # the broker still owes it: sent again after the next reconnect
+                self.counters.deferred += 1
+                self._owed = True
+            else:
+                self.counters.dropped += 1
             self._log_drop(waiting)
             return False
         item: object = msg
@@ -140,9 +149,11 @@ class Ingestor:
         if now - self._drop_logged >= DROP_LOG_EVERY:
             self._drop_logged = now
             log.warning(
-                "ingest queue full (%d messages waiting): dropping messages; %d dropped so far",
+                "ingest queue full (%d messages waiting): %d QoS 0 messages dropped, %d QoS 1 "
+                "left for the broker to send again",
                 waiting,
                 self.counters.dropped,
+                self.counters.deferred,
             )
 
     def _taken(self, n: int = 1) -> None:
@@ -188,6 +199,11 @@ class Ingestor:
                 self._flush(batch)
             finally:
                 self._in_hand = 0
+            if self._owed and self._waiting == 0 and self._on_redeliver is not None:
+                self._owed = False  # drained: ask the broker for what it still owes us
+                log.info("ingest queue drained: reconnecting so the broker resends %d messages "
+                         "it sent beyond our receive maximum", self.counters.deferred)
+                self._on_redeliver()
             if pending is _STOP:
                 return
             if isinstance(pending, _Task):

@@ -86,6 +86,7 @@ class Agent:
             clock=clock,
             queue_limit=config.mqtt.queue_limit,
             hard_limit=config.mqtt.queue_limit + 4 * config.mqtt.receive_maximum,
+            on_redeliver=lambda: self.mqtt.redeliver(),
         )
         self.errors = ErrorEvents(self.topic_errors, self.publish, clock=clock)
         self.states_ignored = 0  # actuator states of actuators no policy names
