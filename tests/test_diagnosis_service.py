@@ -110,8 +110,8 @@ def test_the_health_topics_the_fault_events_and_a_paused_policy(tmp_path: Path) 
 
 def test_only_signed_commands_count_and_they_are_consumed(tmp_path: Path) -> None:
     svc = HealthService(config(tmp_path), "pi", publish=Recorder(), key=KEY, clock=lambda: 5e8)
-    good = make_command(device="livingroom-hvac", actuator="hvac", action="heat", value=22.0, policy="p",
-                        agent="pi", reason="", key=KEY, now=5e8, ttl=30)
+    good = make_command(device="livingroom-hvac", actuator="hvac", action="heat", value=22.0,
+                        policy="p", agent="pi", reason="", key=KEY, now=5e8, ttl=30)
     forged = {**good, "action": "cool"}
     topic = "edge/actuators/livingroom-hvac/hvac/set"
     assert svc.observe(Message(topic, json.dumps(forged).encode(), 1, 0, 5e8, 0))
