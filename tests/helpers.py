@@ -1,0 +1,120 @@
+"""Helpers shared by several test files (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+
+def db_rows(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Rows of a query on an agent's SQLite file, read-only; [] while it does not exist yet."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+class Partition:
+    """A real TCP hop between clients and the broker on loopback that can cut one direction.
+
+    ``cut_upstream()`` makes every connection open now drop what its client sends from then
+    on (the broker still sends to the client): a network partition in one direction, so what
+    the client acknowledges after the cut never reaches the broker. New connections pass
+    everything."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[dict[str, object]] = []
+        self.dropped_bytes = 0
+        self.downstream = bytearray()  # what the broker sent, if record is set
+        self.record = False
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            conn: dict[str, object] = {"cut": False, "socks": (client, upstream)}
+            with self._lock:
+                self._open.append(conn)
+            threading.Thread(target=self._pump, args=(client, upstream, conn), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
+
+    def _forward(self, data: bytes, dst: socket.socket, conn: dict[str, object] | None) -> None:
+        if conn is not None and conn["cut"]:
+            with self._lock:
+                self.dropped_bytes += len(data)
+            return
+        if conn is None and self.record:
+            with self._lock:
+                self.downstream += data
+        dst.sendall(data)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, conn: dict[str, object] | None) -> None:
+        try:
+            while data := src.recv(65536):
+                self._forward(data, dst, conn)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def cut_upstream(self) -> None:
+        with self._lock:
+            for conn in self._open:
+                conn["cut"] = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.server.close()
+        with self._lock:
+            for conn in self._open:
+                for s in conn["socks"]:  # type: ignore[attr-defined]
+                    s.close()
+
+
+def mqtt5_publishes(stream: bytes) -> list[tuple[int, str, bytes]]:
+    """(fixed header flags, topic, payload) of every PUBLISH in a recorded MQTT 5 byte stream
+    (from the broker to a client)."""
+    out, i = [], 0
+    while i < len(stream):
+        first, (length, i) = stream[i], _varint(stream, i + 1)
+        body, i = stream[i : i + length], i + length
+        if first >> 4 != 3 or len(body) < length:
+            continue
+        topic_len = int.from_bytes(body[:2], "big")
+        topic = body[2 : 2 + topic_len].decode()
+        j = 2 + topic_len + (2 if first & 0x06 else 0)  # the packet id, with QoS > 0
+        props, j = _varint(body, j)
+        out.append((first & 0x0F, topic, bytes(body[j + props :])))
+    return out
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while i < len(data):
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return value, i
