@@ -81,6 +81,15 @@ class Partition:
             for conn in self._open:
                 conn["cut"] = True
 
+    def drop(self) -> None:
+        """End every open connection, as a network failure would; new ones still pass."""
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            for s in conn["socks"]:  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         self._closed = True
         self.server.close()
