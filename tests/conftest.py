@@ -54,6 +54,8 @@ class Collector:
         client_id: str = "",
         protocol: MQTTProtocolVersion = paho.MQTTv5,
         persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
@@ -64,6 +66,8 @@ class Collector:
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 1)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.filters = filters
         self.client.on_connect = self._subscribe  # again after a broker restart
         props = None
