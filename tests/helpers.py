@@ -8,6 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def db_rows(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Rows of a query on an agent's SQLite file, read-only; [] while it does not exist yet."""
