@@ -24,16 +24,29 @@ def db_rows(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[obj
         conn.close()
 
 
+class Clock:
+    """A clock a test moves by hand: ``clock.now += 5``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Partition:
     """A real TCP hop between clients and the broker on loopback that can cut one direction.
 
     ``cut_upstream()`` makes every connection open now drop what its client sends from then
     on (the broker still sends to the client): a network partition in one direction, so what
     the client acknowledges after the cut never reaches the broker. New connections pass
-    everything."""
+    everything. ``lose`` names topics whose PUBLISH packets from the broker are lost on the
+    way to the client (MQTT 5), as on a network that loses what the broker sent."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, lose: frozenset[str] = frozenset()) -> None:
         self.upstream_port = upstream_port
+        self.lose = lose
+        self.lost: list[bytes] = []  # payloads of the PUBLISH packets lost
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.server.getsockname()[1]
         self._lock = threading.Lock()
@@ -69,7 +82,11 @@ class Partition:
 
     def _pump(self, src: socket.socket, dst: socket.socket, conn: dict[str, object] | None) -> None:
         try:
+            pending = bytearray()
             while data := src.recv(65536):
+                if conn is None and self.lose:
+                    pending += data
+                    data = self._keep(pending)
                 self._forward(data, dst, conn)
         except OSError:
             pass
@@ -77,6 +94,23 @@ class Partition:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+    def _keep(self, pending: bytearray) -> bytes:
+        """The whole packets at the head of ``pending`` (taken off it), less the lost ones."""
+        out, i = bytearray(), 0
+        while i + 1 < len(pending):
+            length, start = _varint(pending, i + 1)
+            if start > len(pending) or pending[start - 1] & 0x80 or start + length > len(pending):
+                break  # not all here yet
+            packet = bytes(pending[i : start + length])
+            i = start + length
+            published = mqtt5_publishes(packet)
+            if published and published[0][1] in self.lose:
+                self.lost.append(published[0][2])
+                continue
+            out += packet
+        del pending[:i]
+        return bytes(out)
 
     def cut_upstream(self) -> None:
         with self._lock:
@@ -118,7 +152,7 @@ def mqtt5_publishes(stream: bytes) -> list[tuple[int, str, bytes]]:
     return out
 
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
+def _varint(data: bytes | bytearray, i: int) -> tuple[int, int]:
     value, shift = 0, 0
     while i < len(data):
         byte = data[i]

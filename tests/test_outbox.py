@@ -16,17 +16,10 @@ from agent.broker import Mosquitto
 from agent.service.outbox import Outbox
 from agent.storage import Store
 from tests.conftest import Collector, wait_for
+from tests.helpers import Clock
 
 pytestmark = pytest.mark.broker
 TOPIC = "edge/actuators/livingroom-hvac/hvac/set"
-
-
-class Clock:
-    def __init__(self, now: float = 1_764_370_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
