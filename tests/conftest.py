@@ -23,8 +23,8 @@ from paho.mqtt.properties import Properties
 from agent.broker import Mosquitto
 from agent.config import read_yaml
 from agent.policy.signing import generate_key_file
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "agent.example.yaml"
 
 

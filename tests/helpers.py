@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
+
+from agent.inference.locate import ModelFile, locate
+from agent.policy.signing import make_command
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMAND_KEY = b"0123456789abcdef0123456789abcdef"  # the test actuators' firmware holds it
+
+
+@functools.cache
+def bundled() -> ModelFile:
+    """The bundled model (SmolLM2-135M), located once per test session."""
+    return locate("bundled:smollm2-135m")
+
+
+def signed_command(key: bytes = COMMAND_KEY, **overrides: Any) -> dict[str, object]:
+    """A SPEC 4 command for the living room's HVAC, signed with ``key``; any field overridden."""
+    fields: dict[str, Any] = {
+        "device": "livingroom-hvac",
+        "actuator": "hvac",
+        "action": "cool",
+        "value": 22.0,
+        "policy": "climate",
+        "agent": "pi-livingroom",
+        "reason": "temperature 26.1 C is above 20-24 C",
+        "key": key,
+        "now": time.time(),
+        "ttl": 30.0,
+    }
+    fields.update(overrides)
+    return make_command(**fields)
 
 
 def db_rows(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -19,7 +19,8 @@ from agent.pipeline.core import Pipeline
 from agent.pipeline.parse import parse_reading
 from agent.storage import Store
 from firmware_sim.cli import cli as sim_cli
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG
+from tests.helpers import ROOT
 
 BAD = """\
 agent:
