@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,18 @@ def db_rows(db: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[obj
         return []
     finally:
         conn.close()
+
+
+def publish_paced(pub: Any, messages: Iterable[tuple[str, str]], every: int = 100,
+                  pause: float = 0.02) -> list[Any]:
+    """Publish (topic, payload) pairs at QoS 1 through ``pub`` (a Collector), pausing ``pause``
+    seconds after every ``every`` of them; the paho message infos."""
+    infos = []
+    for i, (topic, payload) in enumerate(messages):
+        infos.append(pub.publish(topic, payload))
+        if i % every == every - 1:
+            time.sleep(pause)
+    return infos
 
 
 class Clock:

@@ -12,15 +12,13 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.broker import Mosquitto
-from agent.config import read_yaml
 from agent.peers.aggregate import decision_id
 from agent.policy.signing import generate_key_file, load_key
 from firmware_sim.actuators import Actuator, ActuatorSpec
-from tests.conftest import EXAMPLE_CONFIG, AgentProcess, Collector, peer_identities, wait_for
+from tests.conftest import AgentProcess, Collector, member_config, peer_identities, wait_for
 from tests.helpers import Partition
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -30,22 +28,13 @@ DECISIONS = "edge/decisions/climate"
 SET = "edge/actuators/livingroom-hvac/hvac/set"
 
 
-def member_config(tmp_path: Path, port: int, agent_id: str, key: Path,
-                  site: tuple[Path, dict[str, Path]]) -> Path:
-    data = read_yaml(EXAMPLE_CONFIG.read_text())
-    data["agent"].update(id=agent_id, data_dir=str(tmp_path / agent_id), status_interval="1s")
-    data["mqtt"].update(port=port, reconnect={"min_delay": "1s", "max_delay": "2s"})
-    data["security"].update(command_key_file=str(key), roster_file=str(site[0]),
-                            identity_key_file=str(site[1][agent_id]))
-    policy = data["policies"][0]
-    policy.update(engine="rules", every="3s",
-                  peers={"group": "livingroom", "method": "mean", "quorum": 3,
-                         "deadline": "1s"},
-                  safety={"min_interval": "1s", "min_dwell": "1s", "max_per_hour": 3600})
-    data["interlocks"] = []
-    path = tmp_path / f"{agent_id}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def group_member(tmp_path: Path, port: int, agent_id: str, key: Path,
+                 site: tuple[Path, dict[str, Path]]) -> Path:
+    return member_config(
+        tmp_path, port, agent_id, key, roster=site[0], identity=site[1][agent_id],
+        engine="rules", every="3s",
+        peers={"group": "livingroom", "method": "mean", "quorum": 3, "deadline": "1s"},
+        safety={"min_interval": "1s", "min_dwell": "1s", "max_per_hour": 3600})
 
 
 class LiveActuator:
@@ -83,7 +72,7 @@ def test_a_group_of_four_decides_once_per_window_and_survives_its_leader(
     actuator = LiveActuator(broker.port, load_key(key))
     lossy = Partition(broker.port, lose=frozenset({DECISIONS}))
     site = peer_identities(tmp_path / "site", AGENTS)
-    agents = {a: agent_factory(member_config(tmp_path, lossy.port if a == "a2" else broker.port,
+    agents = {a: agent_factory(group_member(tmp_path, lossy.port if a == "a2" else broker.port,
                                              a, key, site))
               for a in AGENTS}
     try:

@@ -13,8 +13,9 @@ import pytest
 
 from agent.broker import Mosquitto
 from tests import helpers
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
-from tests.helpers import Partition, mqtt5_publishes
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for, wait_online
+from tests.conftest import start_agent as start
+from tests.helpers import Partition, mqtt5_publishes, publish_paced
 
 pytestmark = pytest.mark.broker
 
@@ -32,13 +33,6 @@ def stored(tmp_path: Path) -> int:
     return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
 
 
-def wait_online(watch: Collector, since: int = 0) -> None:
-    wait_for(
-        lambda: any(s["state"] == "online" for s in watch.on(STATUS)[since:]),
-        what="the agent's online status",
-    )
-
-
 def start_agent(
     tmp_path: Path,
     broker: Mosquitto,
@@ -46,11 +40,7 @@ def start_agent(
     watch: Collector,
     **overrides: Any,
 ) -> AgentProcess:
-    cfg = agent_config(tmp_path, broker.port, **overrides)
-    seen = len(watch.on(STATUS))
-    agent = agent_factory(cfg)
-    wait_online(watch, seen)
-    return agent
+    return start(agent_factory, agent_config(tmp_path, broker.port, **overrides), watch)
 
 
 def test_both_payload_forms_are_stored_with_values_and_units(
@@ -157,18 +147,12 @@ def test_sigterm_publishes_offline_status_and_exits_0(
 def publish_stream(
     pub: Collector, n: int, start: int = 0, pause_every: int = 100, pause: float = 0.02
 ) -> list[object]:
-    infos: list[object] = []
     base = time.time() - 3600  # inside retention, and distinct per reading
-    for seq in range(start, start + n):
-        infos.append(
-            pub.publish(
-                TOPIC,
-                json.dumps({"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq / 10}),
-            )
-        )
-        if seq % pause_every == pause_every - 1:
-            time.sleep(pause)
-    return infos
+    readings = (
+        (TOPIC, json.dumps({"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq / 10}))
+        for seq in range(start, start + n)
+    )
+    return publish_paced(pub, readings, pause_every, pause)
 
 
 def assert_exactly_once(tmp_path: Path, n: int) -> None:
@@ -229,7 +213,7 @@ def test_sigkill_with_committed_unacknowledged_readings_then_restart_stores_each
         hop.record = True
         seen = len(watch.on(STATUS))
         agent_factory(cfg)
-        wait_online(watch, seen)
+        wait_online(watch, since=seen)
         wait_for(lambda: stored(tmp_path) >= n, timeout=60, what=f"{n} stored readings")
         time.sleep(1.0)  # redeliveries still arriving must not add rows
         assert_exactly_once(tmp_path, n)
