@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,26 +109,34 @@ def test_a_group_of_four_decides_once_per_window_and_survives_its_leader(
     windows: dict[int, list[str]] = defaultdict(list)
     for d in decisions:
         windows[d["window"]].append(d["leader"])
-    assert windows[last_of_a1] == ["a1", "a2"]  # the take-over published it again
-    assert all(len(leaders) == 1 for w, leaders in windows.items() if w != last_of_a1), windows
+    # the take-over published again what a2 never saw settled: a1's last window, and the one
+    # before it if that was still inside a2's grace (one window)
+    again = sorted(w for w, leaders in windows.items() if len(leaders) > 1)
+    assert last_of_a1 in again and set(again) <= {last_of_a1 - 1, last_of_a1}, windows
+    assert all(windows[w] == ["a1", "a2"] for w in again), windows
     assert all(d["signer"] == d["leader"] for d in decisions)  # signed by who published it
 
     # every command carries its window's decision id, the one every member derives alike:
-    # a1 and a2, two processes, sent the same id for the window both published
+    # a1 and a2, two processes, sent the same id and nonce for the windows both published
     commands = watch.on(SET)
     ids = {decision_id("livingroom", "climate", w): w for w in windows}
     assert commands and all(c["id"] in ids for c in commands)
-    per_window = Counter(ids[c["id"]] for c in commands)
-    again = [c for c in commands if ids[c["id"]] == last_of_a1]
-    assert [c["agent"] for c in again] == ["a1", "a2"]
-    assert again[0]["id"] == again[1]["id"] and again[0]["nonce"] == again[1]["nonce"]
-    assert all(n == 1 for w, n in per_window.items() if w != last_of_a1), per_window
+    by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for c in commands:
+        by_window[ids[c["id"]]].append(c)
+    for w, sent in by_window.items():
+        assert len({(c["id"], c["nonce"]) for c in sent}) == 1, sent
+        assert len(sent) == 1 or w in again, sent
+        assert [c["agent"] for c in sent] == windows[w][: len(sent)]
+    duplicates = sum(len(sent) - 1 for sent in by_window.values())
+    assert duplicates >= 1  # a2 did send a decision's command again
 
-    # the actuator: one command per window, the duplicate refused as a replay
+    # the actuator: one command per window, every duplicate refused as a replay
     applied = [ids[c["id"]] for c, why in actuator.handled if why is None]
     refused = [(ids[c["id"]], why) for c, why in actuator.handled if why is not None]
-    assert sorted(applied) == sorted(per_window)  # each window's command once
-    assert refused == [(last_of_a1, "replayed")]
+    assert sorted(applied) == sorted(by_window)  # each window's command once
+    assert sorted(refused) == sorted(
+        (w, "replayed") for w, sent in by_window.items() for _ in sent[1:])
 
 
 def check_mean(watch: Collector, decision: dict[str, Any]) -> None:
