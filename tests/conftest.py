@@ -23,8 +23,8 @@ from paho.mqtt.properties import Properties
 from agent.broker import Mosquitto
 from agent.config import read_yaml
 from agent.policy.signing import generate_key_file
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "agent.example.yaml"
 
 
@@ -54,6 +54,8 @@ class Collector:
         client_id: str = "",
         protocol: MQTTProtocolVersion = paho.MQTTv5,
         persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
@@ -64,6 +66,8 @@ class Collector:
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 1)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.filters = filters
         self.client.on_connect = self._subscribe  # again after a broker restart
         props = None
@@ -105,6 +109,24 @@ def collector_factory() -> Iterator[Callable[..., Collector]]:
     yield make
     for c in made:
         c.close()
+
+
+def wait_online(watch: Collector, agent: str = "test-agent", since: int = 0,
+                timeout: float = 60.0) -> None:
+    """Until ``agent`` publishes an online status (after the first ``since`` of its statuses)."""
+    topic = f"edge/agents/{agent}/status"
+    wait_for(lambda: any(s.get("state") == "online" for s in watch.on(topic)[since:]),
+             timeout, f"{agent} online")
+
+
+def start_agent(factory: Callable[[Path], AgentProcess], config: Path, watch: Collector,
+                agent: str = "test-agent", timeout: float = 60.0) -> AgentProcess:
+    """Start an agent process and return it once it says it is online (``watch`` must be
+    subscribed to its status topic)."""
+    seen = len(watch.on(f"edge/agents/{agent}/status"))
+    process = factory(config)
+    wait_online(watch, agent, seen, timeout)
+    return process
 
 
 def agent_config(tmp_path: Path, port: int, *, policies: bool = False, **overrides: Any) -> Path:
@@ -190,6 +212,33 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
     for a in made:
         if a.alive():
             a.kill()
+
+
+def member_config(tmp_path: Path, port: int, agent_id: str, key: Path, *,
+                  roster: Path | None = None, identity: Path | None = None, model: bool = True,
+                  **policy: Any) -> Path:
+    """A member of a peer group: the example config with only its first policy (``policy``
+    updates it: engine, every, peers, safety...), data in tmp_path/agent_id, the shared command
+    ``key`` (made if missing), the site roster and this agent's identity if given; ``model``
+    false runs rules only (no model to load: starts at once)."""
+    data = read_yaml(EXAMPLE_CONFIG.read_text())
+    data["agent"].update(id=agent_id, data_dir=str(tmp_path / agent_id), status_interval="1s")
+    data["mqtt"].update(port=port, reconnect={"min_delay": "1s", "max_delay": "2s"})
+    if not key.exists():
+        generate_key_file(key)
+    data["security"]["command_key_file"] = str(key)
+    if roster is not None:
+        data["security"]["roster_file"] = str(roster)
+    if identity is not None:
+        data["security"]["identity_key_file"] = str(identity)
+    if not model:
+        data["model"]["path"] = str(tmp_path / "no-model.gguf")
+    first = data["policies"][0]
+    first.update(policy)
+    data["policies"], data["interlocks"] = [first], []
+    path = tmp_path / f"{agent_id}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def peer_identities(directory: Path, agents: list[str]) -> tuple[Path, dict[str, Path]]:

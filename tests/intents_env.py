@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from agent.config import read_yaml
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, start_agent, wait_for
 
 STATUS = "edge/agents/test-agent/status"
 INTENTS = "edge/agents/test-agent/intents"
@@ -65,14 +65,7 @@ def home_config(tmp_path: Path, port: int, **sections: dict[str, Any]) -> Path:
 def start(
     factory: Callable[[Path], AgentProcess], config: Path, watch: Collector
 ) -> AgentProcess:
-    seen = len(watch.on(STATUS))
-    agent = factory(config)
-    wait_for(
-        lambda: any(s["state"] == "online" for s in watch.on(STATUS)[seen:]),
-        timeout=60,
-        what="online status",
-    )
-    return agent
+    return start_agent(factory, config, watch)
 
 
 def ask(watch: Collector, rid: str, text: str | None = None, **extra: object) -> None:

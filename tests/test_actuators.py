@@ -12,13 +12,14 @@ import pytest
 
 from agent.broker import Mosquitto, free_port
 from agent.errors import BrokerError
-from agent.policy.signing import NonceMemory, make_command
+from agent.policy.signing import NonceMemory
 from firmware_sim.actuators import Actuator, ActuatorSpec
 from firmware_sim.house import House
 from firmware_sim.physics import Controls
 from tests.conftest import Collector, wait_for
+from tests.helpers import COMMAND_KEY, signed_command
 
-KEY = b"0123456789abcdef0123456789abcdef"
+KEY = COMMAND_KEY
 OTHER_KEY = b"fedcba9876543210fedcba9876543210"
 HVAC_SET = "edge/actuators/room-hvac/hvac/set"
 HVAC_STATE = "edge/actuators/room-hvac/hvac/state"
@@ -43,20 +44,8 @@ pytestmark = pytest.mark.broker
 
 
 def command(**kw: Any) -> dict[str, object]:
-    fields: dict[str, Any] = {
-        "device": "room-hvac",
-        "actuator": "hvac",
-        "action": "cool",
-        "value": 22.0,
-        "policy": "climate",
-        "agent": "test-agent",
-        "reason": "too warm",
-        "key": KEY,
-        "now": time.time(),
-        "ttl": 30.0,
-    }
-    fields.update(kw)
-    return make_command(**fields)
+    return signed_command(**{"key": KEY, "device": "room-hvac", "agent": "test-agent",
+                                  "reason": "too warm", **kw})
 
 
 def send(collector: Collector, cmd: dict[str, object] | bytes, topic: str = HVAC_SET) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.broker import Mosquitto
-from tests.conftest import ROOT, AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.broker
 

@@ -20,7 +20,8 @@ from agent.pipeline.parse import parse_reading
 from agent.storage import Store
 from docs.gen.hooks import cli_page
 from firmware_sim.cli import cli as sim_cli
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG
+from tests.helpers import ROOT
 
 BAD = """\
 agent:

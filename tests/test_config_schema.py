@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.cli.config import as_duration
 from agent.config import read_yaml
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLES = [ROOT / "config" / "agent.example.yaml", ROOT / "config" / "home.example.yaml"]
 TYPES: dict[str, tuple[type, ...]] = {

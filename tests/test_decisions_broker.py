@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,8 @@ import pytest
 
 from agent.broker import Mosquitto
 from agent.policy.signing import load_key, verify
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, start_agent, wait_for
+from tests.helpers import db_rows
 
 pytestmark = pytest.mark.broker
 
@@ -26,26 +26,13 @@ INTENTS = "edge/agents/test-agent/intents"
 
 
 def db(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
-    path = tmp_path / "data" / "edge-agent.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return db_rows(tmp_path / "data" / "edge-agent.db", sql)
 
 
 def start(tmp_path: Path, broker: Mosquitto, factory: Callable[[Path], AgentProcess],
           watch: Collector, **overrides: object) -> AgentProcess:
-    cfg = agent_config(tmp_path, broker.port, policies=True, **overrides)
-    seen = len(watch.on(STATUS))
-    agent = factory(cfg)
-    wait_for(lambda: any(s["state"] == "online" for s in watch.on(STATUS)[seen:]), timeout=60,
-             what="online status")
-    return agent
+    return start_agent(factory, agent_config(tmp_path, broker.port, policies=True, **overrides),
+                       watch)
 
 
 def heat_up(pub: Collector, value: float = 27.5, n: int = 5) -> None:

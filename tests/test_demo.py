@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.demo import run_demo
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

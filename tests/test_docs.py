@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.config import Config
 from firmware_sim.cli import cli as sim_cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def build(site: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess[str]:

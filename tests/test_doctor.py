@@ -18,11 +18,11 @@ import yaml
 
 from agent.broker import Mosquitto
 from agent.config import read_yaml
-from agent.inference.locate import locate
 from agent.inference.trial import MIN_PROMPT_TOKENS, run_trial
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.conftest import EXAMPLE_CONFIG
+from tests.helpers import ROOT, bundled
 
-BUNDLED = locate("bundled:smollm2-135m")
+BUNDLED = bundled()
 
 
 def doctor(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

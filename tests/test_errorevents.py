@@ -6,14 +6,7 @@ from __future__ import annotations
 import json
 
 from agent.service.errorevents import ErrorEvents
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import Clock
 
 
 def make(clock: Clock) -> tuple[ErrorEvents, list[dict[str, object]]]:
@@ -24,12 +17,12 @@ def make(clock: Clock) -> tuple[ErrorEvents, list[dict[str, object]]]:
 
 
 def test_a_burst_goes_out_then_the_rate_holds() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     events, sent = make(clock)
     passed = [events.report("edge/sensors/d/q", "bad", "x") for _ in range(1000)]
     assert passed.count(True) == 5 and len(sent) == 5
     assert events.suppressed == 995
-    clock.t += 1.0  # ten more tokens
+    clock.now += 1.0  # ten more tokens
     assert events.report("edge/sensors/d/q", "bad again", "y")
     note, event = sent[-2:]
     assert "995 more error events were left out" in str(note["error"])
@@ -39,9 +32,9 @@ def test_a_burst_goes_out_then_the_rate_holds() -> None:
 
 
 def test_a_steady_trickle_is_never_held_back() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     events, sent = make(clock)
     for _ in range(100):
-        clock.t += 0.2
+        clock.now += 0.2
         assert events.report("t", "bad", "")
     assert len(sent) == 100 and events.suppressed_total == 0

@@ -16,13 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from agent.broker import Mosquitto
-from agent.config import read_yaml
 from agent.peers import fedavg as fa
 from agent.policy.signing import generate_key_file
-from tests.conftest import EXAMPLE_CONFIG, AgentProcess, Collector, peer_identities, wait_for
+from tests.conftest import AgentProcess, Collector, member_config, peer_identities, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -31,25 +29,16 @@ ROUND = "edge/groups/house/fl/climate/round"
 ROUNDS = 3
 
 
-def member_config(tmp_path: Path, port: int, agent_id: str, key: Path,
-                  site: tuple[Path, dict[str, Path]] | None = None) -> Path:
-    data = read_yaml(EXAMPLE_CONFIG.read_text())
-    data["agent"].update(id=agent_id, data_dir=str(tmp_path / agent_id), status_interval="1s")
-    data["mqtt"].update(port=port, reconnect={"min_delay": "1s", "max_delay": "2s"})
-    data["security"]["command_key_file"] = str(key)
-    if site is not None:  # every member signs; the roster lists them all
-        data["security"].update(roster_file=str(site[0]), identity_key_file=str(site[1][agent_id]))
-    policy = data["policies"][0]
-    policy.update(engine="embed", every="10m", min_accuracy=0.5, peers={
-        "group": "house", "method": "mean", "quorum": 1, "deadline": "1s",
-        "federated": {"rounds": ROUNDS, "epochs": 30, "deadline": "4m", "start_after": "1s",
-                      "min_members": 4, "examples": 30, "heldout": 20, "secure": True},
-    })
-    data["policies"] = [policy]
-    data["interlocks"] = []
-    path = tmp_path / f"{agent_id}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def federated_member(tmp_path: Path, port: int, agent_id: str, key: Path,
+                     site: tuple[Path, dict[str, Path]] | None = None) -> Path:
+    return member_config(
+        tmp_path, port, agent_id, key,
+        roster=None if site is None else site[0],  # every member signs; the roster lists all
+        identity=None if site is None else site[1][agent_id],
+        engine="embed", every="10m", min_accuracy=0.5, peers={
+            "group": "house", "method": "mean", "quorum": 1, "deadline": "1s",
+            "federated": {"rounds": ROUNDS, "epochs": 30, "deadline": "4m", "start_after": "1s",
+                          "min_members": 4, "examples": 30, "heldout": 20, "secure": True}})
 
 
 def test_four_agents_federate_securely_and_survive_their_coordinator(
@@ -59,7 +48,7 @@ def test_four_agents_federate_securely_and_survive_their_coordinator(
     generate_key_file(key)
     watch = collector_factory(broker.port, "edge/agents/+/status", "edge/groups/house/fl/#")
     site = peer_identities(tmp_path / "site", AGENTS)
-    agents = {a: agent_factory(member_config(tmp_path, broker.port, a, key, site))
+    agents = {a: agent_factory(federated_member(tmp_path, broker.port, a, key, site))
               for a in AGENTS}
 
     def rounds() -> list[dict[str, Any]]:
@@ -148,7 +137,7 @@ def test_a_bad_round_message_is_refused_and_reported_nowhere_else(
     key = tmp_path / "command.key"
     generate_key_file(key)
     watch = collector_factory(broker.port, "edge/agents/+/status")
-    agent = agent_factory(member_config(tmp_path, broker.port, "f1", key))
+    agent = agent_factory(federated_member(tmp_path, broker.port, "f1", key))
     wait_for(lambda: any(s.get("federation") for s in watch.on("edge/agents/f1/status")),
              timeout=120, what="f1 online with its federation status")
     for payload in (b"{", json.dumps({"round": "x"}), json.dumps([1, 2])):

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from agent.broker import Mosquitto
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, start_agent, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -72,10 +72,7 @@ def start(
     watch: Collector,
     **overrides: Any,
 ) -> AgentProcess:
-    seen = len(watch.on(STATUS))
-    agent = agent_factory(agent_config(tmp_path, broker.port, **overrides))
-    wait_for(lambda: any(s["state"] == "online" for s in watch.on(STATUS)[seen:]),
-             what="the agent online")
+    agent = start_agent(agent_factory, agent_config(tmp_path, broker.port, **overrides), watch)
     time.sleep(1.0)  # let start-up allocations settle before the first measurement
     return agent
 

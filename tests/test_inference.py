@@ -13,12 +13,12 @@ import numpy.typing as npt
 import pytest
 
 from agent.errors import AgentError
-from agent.inference.locate import locate
 from agent.inference.model import Model
 from agent.inference.threads import free_cores, pick_threads, usable_cores
 from agent.inference.worker import InferenceTimeout, InferenceWorker
+from tests.helpers import bundled
 
-BUNDLED = locate("bundled:smollm2-135m")
+BUNDLED = bundled()
 CAPITAL = "The capital of France is"
 ACTION_GRAMMAR = r"""
 root   ::= "{\"action\": " action ", \"value\": " value "}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,10 @@ from typing import Any
 import pytest
 
 from agent.broker import Mosquitto
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests import helpers
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for, wait_online
+from tests.conftest import start_agent as start
+from tests.helpers import Partition, mqtt5_publishes, publish_paced
 
 pytestmark = pytest.mark.broker
 
@@ -23,28 +25,12 @@ ERRORS = "edge/agents/test-agent/errors"
 
 
 def db_rows(tmp_path: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    path = tmp_path / "data" / "edge-agent.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    return helpers.db_rows(tmp_path / "data" / "edge-agent.db", sql, args)
 
 
 def stored(tmp_path: Path) -> int:
     rows = db_rows(tmp_path, "SELECT count(*) FROM readings")
     return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
-
-
-def wait_online(watch: Collector, since: int = 0) -> None:
-    wait_for(
-        lambda: any(s["state"] == "online" for s in watch.on(STATUS)[since:]),
-        what="the agent's online status",
-    )
 
 
 def start_agent(
@@ -54,11 +40,7 @@ def start_agent(
     watch: Collector,
     **overrides: Any,
 ) -> AgentProcess:
-    cfg = agent_config(tmp_path, broker.port, **overrides)
-    seen = len(watch.on(STATUS))
-    agent = agent_factory(cfg)
-    wait_online(watch, seen)
-    return agent
+    return start(agent_factory, agent_config(tmp_path, broker.port, **overrides), watch)
 
 
 def test_both_payload_forms_are_stored_with_values_and_units(
@@ -165,18 +147,12 @@ def test_sigterm_publishes_offline_status_and_exits_0(
 def publish_stream(
     pub: Collector, n: int, start: int = 0, pause_every: int = 100, pause: float = 0.02
 ) -> list[object]:
-    infos: list[object] = []
     base = time.time() - 3600  # inside retention, and distinct per reading
-    for seq in range(start, start + n):
-        infos.append(
-            pub.publish(
-                TOPIC,
-                json.dumps({"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq / 10}),
-            )
-        )
-        if seq % pause_every == pause_every - 1:
-            time.sleep(pause)
-    return infos
+    readings = (
+        (TOPIC, json.dumps({"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq / 10}))
+        for seq in range(start, start + n)
+    )
+    return publish_paced(pub, readings, pause_every, pause)
 
 
 def assert_exactly_once(tmp_path: Path, n: int) -> None:
@@ -186,27 +162,70 @@ def assert_exactly_once(tmp_path: Path, n: int) -> None:
     assert (total, distinct, lo, hi) == (n, n, 0, n - 1)
 
 
+def stored_seqs(tmp_path: Path) -> set[int]:
+    return {int(seq) for (seq,) in db_rows(tmp_path, "SELECT seq FROM readings")}  # type: ignore[call-overload]
+
+
+def settled(count: Callable[[], int], quiet: float = 0.5) -> int:
+    """``count()`` once it has stopped changing for ``quiet`` seconds."""
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        if (now := count()) != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 @pytest.mark.slow
-def test_sigkill_mid_stream_then_restart_stores_every_reading_once(
+def test_sigkill_with_committed_unacknowledged_readings_then_restart_stores_each_once(
     tmp_path: Path,
     broker: Mosquitto,
     agent_factory: Callable[[Path], AgentProcess],
     collector_factory: Callable[..., Collector],
 ) -> None:
+    """The agent reaches the broker through a real TCP hop. Mid-stream the hop stops passing
+    what the agent sends (its PUBACKs), so whatever the agent commits from then on is committed
+    but never acknowledged; it is killed with -9 in that state. Back, it is sent those readings
+    again, and still stores every reading exactly once."""
     n = 3000
-    watch = collector_factory(broker.port, STATUS)
-    agent = start_agent(tmp_path, broker, agent_factory, watch)
-    pub = collector_factory(broker.port)
-    publish_stream(pub, 1200)
-    wait_for(lambda: stored(tmp_path) >= 600, what="600 stored readings")
-    agent.kill()  # mid-stream: some readings committed but not acknowledged, some in flight
-    killed_at = stored(tmp_path)
-    assert killed_at < n
-    publish_stream(pub, n - 1200, start=1200)  # queued by the broker in the agent's session
-    start_agent(tmp_path, broker, agent_factory, watch)
-    wait_for(lambda: stored(tmp_path) >= n, timeout=60, what=f"{n} stored readings")
-    time.sleep(1.0)  # redeliveries still arriving must not add rows
-    assert_exactly_once(tmp_path, n)
+    hop = Partition(broker.port)
+    try:
+        watch = collector_factory(broker.port, STATUS)
+        cfg = agent_config(tmp_path, hop.port)
+        agent = agent_factory(cfg)
+        wait_online(watch)
+        pub = collector_factory(broker.port)
+        publish_stream(pub, 600)
+        wait_for(lambda: stored(tmp_path) >= 300, what="300 stored readings")
+        hop.cut_upstream()  # from here on, no acknowledgement of the agent reaches the broker
+        before = stored(tmp_path)
+        publish_stream(pub, 600, start=600)
+        wait_for(lambda: stored(tmp_path) > before, what="readings committed after the cut")
+        committed = settled(lambda: stored(tmp_path))
+        assert hop.dropped_bytes > 0  # the agent did acknowledge them: those PUBACKs were lost
+        agent.kill()
+        unacknowledged = committed - before
+        assert unacknowledged > 0
+        at_kill = stored_seqs(tmp_path)
+        assert len(at_kill) == committed
+
+        publish_stream(pub, n - 1200, start=1200)  # queued by the broker in the agent's session
+        hop.record = True
+        seen = len(watch.on(STATUS))
+        agent_factory(cfg)
+        wait_online(watch, since=seen)
+        wait_for(lambda: stored(tmp_path) >= n, timeout=60, what=f"{n} stored readings")
+        time.sleep(1.0)  # redeliveries still arriving must not add rows
+        assert_exactly_once(tmp_path, n)
+        resent = {
+            json.loads(payload)["seq"]
+            for _, topic, payload in mqtt5_publishes(bytes(hop.downstream))
+            if topic == TOPIC
+        }
+        # the broker sent again readings the agent had committed before it was killed
+        assert len(resent & at_kill) >= unacknowledged
+    finally:
+        hop.close()
 
 
 @pytest.mark.slow

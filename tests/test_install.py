@@ -23,8 +23,8 @@ from agent.service.install import (
     run_command,
     uninstall,
 )
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 # verify checks that ExecStart= names an executable file

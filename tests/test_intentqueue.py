@@ -7,14 +7,7 @@ import json
 from typing import Any
 
 from agent.service.intentqueue import MAX_REQUEST_BYTES, REPLIES_PER_SECOND, IntentQueue
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def not_run(payload: bytes) -> dict[str, Any]:
@@ -27,7 +20,7 @@ def request(rid: object, text: str = "turn off the living room ac") -> bytes:
 
 def make(size: int = 100, per_minute: int = 5) -> tuple[IntentQueue, list[dict[str, Any]], Clock]:
     replies: list[dict[str, Any]] = []
-    clock = Clock()
+    clock = Clock(100.0)
     return IntentQueue(not_run, replies.append, size=size, per_minute=per_minute,
                        clock=clock), replies, clock
 

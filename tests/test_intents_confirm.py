@@ -16,6 +16,7 @@ from agent.policy.confirm import Confirmations
 from agent.policy.safety import Proposal
 from agent.policy.signing import load_key, verify
 from tests.conftest import AgentProcess, Collector, wait_for
+from tests.helpers import Clock
 from tests.intents_env import (
     LOCK,
     REPLY,
@@ -33,16 +34,8 @@ UNLOCK = Proposal("entrance", "front-door", "lock", "unlock", None, "intent")
 OPEN = Proposal("garden", "garden-valve", "valve", "open", None, "intent")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_764_370_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_token_confirms_its_command_once() -> None:
-    book = Confirmations(30.0, Clock())
+    book = Confirmations(30.0, Clock(1_764_370_000.0))
     pending = book.issue('"alice"', UNLOCK, "unlock the front door")
     confirmed = book.redeem('"alice"', pending.token)
     assert not isinstance(confirmed, str) and confirmed.proposal == UNLOCK
@@ -50,7 +43,7 @@ def test_a_token_confirms_its_command_once() -> None:
 
 
 def test_an_expired_token_is_refused() -> None:
-    clock = Clock()
+    clock = Clock(1_764_370_000.0)
     book = Confirmations(30.0, clock)
     pending = book.issue('"alice"', UNLOCK, "unlock the front door")
     clock.now += 30.5
@@ -59,14 +52,14 @@ def test_an_expired_token_is_refused() -> None:
 
 
 def test_a_token_is_bound_to_its_requester_and_spent_by_a_wrong_use() -> None:
-    book = Confirmations(30.0, Clock())
+    book = Confirmations(30.0, Clock(1_764_370_000.0))
     pending = book.issue('"alice"', OPEN, "open the garden valve")
     assert "another requester" in str(book.redeem('"mallory"', pending.token))
     assert "already used" in str(book.redeem('"alice"', pending.token))
 
 
 def test_a_token_is_bound_to_the_words_it_was_issued_for() -> None:
-    book = Confirmations(30.0, Clock())
+    book = Confirmations(30.0, Clock(1_764_370_000.0))
     pending = book.issue('"alice"', OPEN, "open the garden valve")
     assert "issued for" in str(book.redeem('"alice"', pending.token, "unlock the front door"))
     again = book.issue('"alice"', OPEN, "open the garden valve")
@@ -74,7 +67,7 @@ def test_a_token_is_bound_to_the_words_it_was_issued_for() -> None:
 
 
 def test_unknown_tokens_are_refused_and_the_book_is_bounded() -> None:
-    book = Confirmations(30.0, Clock(), limit=3)
+    book = Confirmations(30.0, Clock(1_764_370_000.0), limit=3)
     tokens = [book.issue(f'"r{i}"', UNLOCK, "unlock the front door").token for i in range(5)]
     assert len(book) == 3
     assert "unknown" in str(book.redeem('"r0"', tokens[0]))  # the oldest went first

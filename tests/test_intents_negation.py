@@ -15,7 +15,8 @@ from agent.broker import Mosquitto
 from agent.config import parse_config
 from agent.policy.intents import Registry, resolve
 from agent.words import negation
-from tests.conftest import ROOT, AgentProcess, Collector
+from tests.conftest import AgentProcess, Collector
+from tests.helpers import ROOT
 from tests.intents_env import (
     LOCK,
     REPLY,

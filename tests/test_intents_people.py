@@ -16,7 +16,8 @@ import yaml
 from agent.broker import Mosquitto
 from agent.config import read_yaml
 from agent.policy.signing import generate_key_file
-from tests.conftest import ROOT, AgentProcess, Collector, wait_for
+from tests.conftest import AgentProcess, Collector, wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.broker
 HOME = ROOT / "config" / "home.example.yaml"

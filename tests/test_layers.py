@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 from agent.layers import FIRMWARE, LAYERS, may_import, package_of
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def module_name(path: Path) -> str:

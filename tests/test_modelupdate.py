@@ -16,7 +16,7 @@ import pytest
 from agent.broker import Mosquitto
 from agent.config import MqttSection
 from agent.errors import AgentError
-from agent.inference.locate import locate, sha256_of
+from agent.inference.locate import sha256_of
 from agent.inference.store import current_model, install, read_pointer, trial_load
 from agent.mqtt import Message, MqttClient
 from agent.service import manifest as manifests
@@ -26,6 +26,7 @@ from agent.service.modelreceiver import Receiver
 from agent.service.modelupdate import Assembler, chunk_topic, filters, update_topic
 from agent.service.updatekey import PrivateKey
 from tests.conftest import Collector, wait_for
+from tests.helpers import bundled
 
 KEY = PrivateKey.generate()  # the operator's update key
 PUBLIC = KEY.public_key()  # what the agent holds
@@ -152,9 +153,11 @@ def test_a_pushed_file_is_assembled_and_verified(
     assert list((tmp_path / "data" / "models" / "incoming").iterdir()) == []
 
 
-def test_a_corrupted_chunk_is_dropped_and_the_old_model_keeps_running(
+def test_a_corrupted_chunk_is_dropped_and_the_installed_model_stays_current(
     broker: Mosquitto, agentside: Agentside, blob: Path, tmp_path: Path
 ) -> None:
+    """The receiver's side only; that a running agent keeps answering with its old model
+    through a failed update is test_model_push.py's."""
     data_dir = tmp_path / "data"
     old = feed_and_install(data_dir, tmp_path / "old.gguf")
     m = make_manifest(blob, chunk_size=CHUNK, now=NOW + 10, version=2)
@@ -287,21 +290,21 @@ def test_chunks_of_the_wrong_length_or_transfer_are_dropped(tmp_path: Path, blob
 
 
 def test_install_trial_loads_the_real_model_and_points_current_at_it(tmp_path: Path) -> None:
-    bundled = locate("bundled:smollm2-135m")
-    m = make_manifest(bundled.path, chunk_size=1 << 20, now=NOW)
+    model = bundled()
+    m = make_manifest(model.path, chunk_size=1 << 20, now=NOW)
     assembler = assembler_at(tmp_path)
     assert assembler.on_manifest(manifest_bytes(m)) is None
-    assembled = feed(assembler, m, bundled.path)
-    assert assembled is not None and sha256_of(assembled) == bundled.sha256
+    assembled = feed(assembler, m, model.path)
+    assert assembled is not None and sha256_of(assembled) == model.sha256
 
-    assert install(assembled, bundled.path, trial_load(1, 128), ts=m.ts, version=1) == assembled
+    assert install(assembled, model.path, trial_load(1, 128), ts=m.ts, version=1) == assembled
     installed = current_model(tmp_path)
     assert installed is not None
-    assert installed.path == assembled and installed.sha256 == bundled.sha256
+    assert installed.path == assembled and installed.sha256 == model.sha256
     pointer = read_pointer(tmp_path)
-    assert pointer is not None and pointer["previous"] == str(bundled.path)
+    assert pointer is not None and pointer["previous"] == str(model.path)
     assert pointer["version"] == 1
-    again = make_manifest(bundled.path, chunk_size=1 << 20, now=NOW, version=2)
+    again = make_manifest(model.path, chunk_size=1 << 20, now=NOW, version=2)
     assert assembler.on_manifest(manifest_bytes(again)) == "this model is already installed"
 
 

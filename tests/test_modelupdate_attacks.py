@@ -25,6 +25,7 @@ from agent.service.modelreceiver import MAX_QUEUED, Receiver
 from agent.service.modelupdate import NO_UPDATE_KEY, chunk_topic, update_topic
 from agent.service.updatekey import PrivateKey, generate_key_pair, load_private
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.helpers import COMMAND_KEY
 from tests.test_modelupdate import (
     AGENT,
     CHUNK,
@@ -39,7 +40,6 @@ from tests.test_modelupdate import (
 )
 
 pytestmark = pytest.mark.broker
-COMMAND_KEY = b"0123456789abcdef0123456789abcdef"  # what every actuator's firmware holds
 
 
 @pytest.fixture

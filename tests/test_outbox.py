@@ -16,17 +16,10 @@ from agent.broker import Mosquitto
 from agent.service.outbox import Outbox
 from agent.storage import Store
 from tests.conftest import Collector, wait_for
+from tests.helpers import Clock
 
 pytestmark = pytest.mark.broker
 TOPIC = "edge/actuators/livingroom-hvac/hvac/set"
-
-
-class Clock:
-    def __init__(self, now: float = 1_764_370_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ def test_recorded_published_and_marked_delivered(
     watch = collector_factory(broker.port, TOPIC, "test/probe")
     sender = collector_factory(broker.port)
     listening(watch, sender)
-    clock = Clock()
+    clock = Clock(1_764_370_000.0)
     outbox, store = make(tmp_path, sender, db_thread, clock)
     assert outbox.send(command(1, clock.now), "decision-1", TOPIC)
     wait_for(lambda: len(watch.on(TOPIC)) == 1, what="the command on the wire")
@@ -81,7 +74,7 @@ def test_one_command_per_decision(
     watch = collector_factory(broker.port, TOPIC, "test/probe")
     sender = collector_factory(broker.port)
     listening(watch, sender)
-    clock = Clock()
+    clock = Clock(1_764_370_000.0)
     outbox, store = make(tmp_path, sender, db_thread, clock)
     assert outbox.send(command(1, clock.now), "decision-1", TOPIC)
     assert not outbox.send(command(2, clock.now), "decision-1", TOPIC)  # same decision
@@ -96,7 +89,7 @@ def test_a_restart_resends_the_same_bytes_and_drops_what_expired(
         db_thread: ThreadPoolExecutor) -> None:
     """Recorded but never published (the agent died between the two): the next start sends it
     under the same id, nonce and signature; an expired one is marked expired, not sent."""
-    clock = Clock()
+    clock = Clock(1_764_370_000.0)
     store = db_thread.submit(Store, tmp_path / "agent.db").result()
     from agent.storage import OutboxRow
 

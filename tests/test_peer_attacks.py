@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from agent.broker import Mosquitto
-from agent.config import read_yaml
 from agent.peers.identity import Identity
-from agent.policy.signing import generate_key_file
-from tests.conftest import EXAMPLE_CONFIG, AgentProcess, Collector, peer_identities, wait_for
+from tests.conftest import AgentProcess, Collector, member_config, peer_identities, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -33,27 +30,13 @@ SET = "edge/actuators/livingroom-hvac/hvac/set"
 INVENTED = [f"x{i:02d}" for i in range(20)]
 
 
-def member_config(tmp_path: Path, port: int, agent: str, *, quorum: int, roster: Path,
-                  identity: Path) -> Path:
-    data = read_yaml(EXAMPLE_CONFIG.read_text())
-    data["agent"].update(id=agent, data_dir=str(tmp_path / agent), status_interval="1s")
-    data["mqtt"].update(port=port, reconnect={"min_delay": "1s", "max_delay": "2s"})
-    key = tmp_path / "command.key"
-    if not key.exists():
-        generate_key_file(key)
-    data["model"]["path"] = str(tmp_path / "no-model.gguf")  # rules only: starts at once
-    data["security"].update(command_key_file=str(key), identity_key_file=str(identity),
-                            roster_file=str(roster))
-    policy = data["policies"][0]
-    policy.update(engine="rules", every=f"{EVERY:g}s",
-                  peers={"group": "livingroom", "method": "mean", "quorum": quorum,
-                         "deadline": "1s"},
-                  safety={"min_interval": "1s", "min_dwell": "1s", "max_per_hour": 3600})
-    data["policies"] = [policy]
-    data["interlocks"] = []
-    path = tmp_path / f"{agent}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def attacked_member(tmp_path: Path, port: int, agent: str, *, quorum: int, roster: Path,
+                    identity: Path) -> Path:
+    return member_config(
+        tmp_path, port, agent, tmp_path / "command.key", roster=roster, identity=identity,
+        model=False, engine="rules", every=f"{EVERY:g}s",
+        peers={"group": "livingroom", "method": "mean", "quorum": quorum, "deadline": "1s"},
+        safety={"min_interval": "1s", "min_dwell": "1s", "max_per_hour": 3600})
 
 
 def status(watch: Collector, agent: str) -> dict[str, Any]:
@@ -151,7 +134,7 @@ def test_twenty_invented_members_neither_outvote_nor_make_the_quorum(
         collector_factory: Callable[..., Collector], flood: Callable[[], None]) -> None:
     roster, keys = peer_identities(tmp_path / "site", ["a1", "a2"])
     watch = collector_factory(broker.port, "edge/agents/+/status", DECISIONS, NONE, SET)
-    agents = {a: agent_factory(member_config(tmp_path, broker.port, a, quorum=2, roster=roster,
+    agents = {a: agent_factory(attacked_member(tmp_path, broker.port, a, quorum=2, roster=roster,
                                              identity=keys[a])) for a in ("a1", "a2")}
     wait_for(online(watch, "a1", "a2"), 60, "a1 and a2 online")
     flood()
@@ -180,7 +163,7 @@ def test_forged_outcomes_of_future_windows_do_not_settle_them(
         collector_factory: Callable[..., Collector], attacker: Identity) -> None:
     roster, keys = peer_identities(tmp_path / "site", ["a1"])
     watch = collector_factory(broker.port, "edge/agents/+/status", DECISIONS)
-    agent = agent_factory(member_config(tmp_path, broker.port, "a1", quorum=1, roster=roster,
+    agent = agent_factory(attacked_member(tmp_path, broker.port, "a1", quorum=1, roster=roster,
                                         identity=keys["a1"]))
     wait_for(online(watch, "a1"), 60, "a1 online")
     now = math.floor(time.time() / EVERY)
@@ -214,7 +197,7 @@ def test_a_retained_status_of_an_invented_agent_does_not_make_it_leader(
                              True)
 
     repeat(forge)
-    agent = agent_factory(member_config(tmp_path, broker.port, "a1", quorum=1, roster=roster,
+    agent = agent_factory(attacked_member(tmp_path, broker.port, "a1", quorum=1, roster=roster,
                                         identity=keys["a1"]))
     wait_for(online(watch, "a1"), 60, "a1 online")
     heat(watch)
@@ -231,9 +214,9 @@ def test_sighup_reloads_the_roster_and_a_new_member_counts(
     first = tmp_path / "site" / "roster-a1.yaml"  # the roster before a2 was added
     first.write_text(full.read_text().splitlines()[0] + "\n")
     watch = collector_factory(broker.port, "edge/agents/+/status")
-    a1 = agent_factory(member_config(tmp_path, broker.port, "a1", quorum=1, roster=first,
+    a1 = agent_factory(attacked_member(tmp_path, broker.port, "a1", quorum=1, roster=first,
                                      identity=keys["a1"]))
-    agent_factory(member_config(tmp_path, broker.port, "a2", quorum=1, roster=full,
+    agent_factory(attacked_member(tmp_path, broker.port, "a2", quorum=1, roster=full,
                                 identity=keys["a2"]))
     wait_for(online(watch, "a1", "a2"), 60, "a1 and a2 online")
     wait_for(lambda: status(watch, "a2").get("peers", {}).get("members")

@@ -9,18 +9,11 @@ import pytest
 from agent.peers.aggregate import GroupDecision, NoDecision, Outcome, Result
 from agent.peers.group import GroupRound, GroupTracker, window_of
 from agent.peers.membership import Membership
+from tests.helpers import Clock
 
 ACTIONS = ["cool", "heat", "off"]
 EVERY = 10.0
 DEADLINE = 2.0
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def status(state: str = "online") -> bytes:

@@ -9,14 +9,7 @@ import pytest
 
 from agent.errors import AgentError
 from agent.peers.membership import Membership, agent_of
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def status(state: str = "online", **extra: Any) -> bytes:

@@ -9,11 +9,12 @@ import pytest
 
 from agent.bench.model import run_bench
 from agent.errors import AgentError
-from agent.inference.locate import locate, sha256_of
+from agent.inference.locate import sha256_of
 from agent.inference.model import Model
 from agent.inference.quantize import quantize
+from tests.helpers import bundled
 
-BUNDLED = locate("bundled:smollm2-135m")
+BUNDLED = bundled()
 
 pytestmark = pytest.mark.skipif(
     not hasattr(llama_cpp, "llama_model_quantize"),

@@ -27,10 +27,10 @@ from firmware_sim.scenario import (
     parse_scenario,
     scenario_from,
 )
-from tests.conftest import ROOT
+from tests.helpers import COMMAND_KEY, ROOT
 
 HOME = ROOT / "config" / "home.example.yaml"
-KEY = b"0123456789abcdef0123456789abcdef"
+KEY = COMMAND_KEY
 NAMES = {"normal-day", "heatwave", "cold-night", "failing-sensor", "broker-outage"}
 BAD = """\
 name: bad

@@ -17,7 +17,8 @@ import yaml
 
 from agent.broker import Mosquitto
 from agent.config import read_yaml
-from tests.conftest import ROOT, AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.broker
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from agent.broker import Mosquitto
-from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.conftest import AgentProcess, Collector, agent_config, start_agent, wait_for
+from tests.helpers import db_rows, publish_paced
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -52,12 +52,7 @@ class Replica:
         self.proc: AgentProcess | None = None
 
     def start(self, make: Callable[[Path], AgentProcess], watch: Collector) -> None:
-        seen = len(watch.on(self.status))
-        self.proc = make(self.config)
-        wait_for(
-            lambda: any(s["state"] == "online" for s in watch.on(self.status)[seen:]),
-            what=f"{self.name} online",
-        )
+        self.proc = start_agent(make, self.config, watch, self.name)
 
     def stop(self) -> None:
         assert self.proc is not None
@@ -66,18 +61,8 @@ class Replica:
 
     def rows(self) -> list[Key]:
         """(device, seq) of every stored reading, duplicates and all."""
-        path = self.home / "data" / "edge-agent.db"
-        if not path.exists():
-            return []
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(
-                "SELECT device, seq FROM readings JOIN series ON series.id = series_id"
-            ).fetchall()
-        except sqlite3.OperationalError:  # not migrated yet
-            return []
-        finally:
-            conn.close()
+        sql = "SELECT device, seq FROM readings JOIN series ON series.id = series_id"
+        return db_rows(self.home / "data" / "edge-agent.db", sql)  # type: ignore[return-value]
 
     def stored(self) -> set[Key]:
         return set(self.rows())
@@ -85,16 +70,14 @@ class Replica:
 
 def publish_stream(pub: Collector, pause: float = 0.02) -> None:
     """The whole stream, round-robin over the devices, at QoS 1; returns once the broker
-    has acknowledged every reading."""
+    has acknowledged every reading (pausing every 100: the test is about who, not how fast)."""
     base = time.time() - 3600  # inside retention; ts distinct per device and seq
-    infos = []
+    readings = []
     for i in range(N):
         device, seq = DEVICES[i % len(DEVICES)], i // len(DEVICES)
         payload = {"value": 20 + (seq % 50) / 10, "seq": seq, "ts": base + seq}
-        infos.append(pub.publish(f"edge/sensors/{device}/temperature", json.dumps(payload)))
-        if i % 100 == 99:
-            time.sleep(pause)  # let the agents drain: the test is about who, not how fast
-    for info in infos:
+        readings.append((f"edge/sensors/{device}/temperature", json.dumps(payload)))
+    for info in publish_paced(pub, readings, 100, pause):
         info.wait_for_publish(30)
 
 

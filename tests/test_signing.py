@@ -23,13 +23,12 @@ from agent.policy.signing import (
     check_command,
     generate_key_file,
     load_key,
-    make_command,
     sign,
     verify,
 )
-from tests.conftest import ROOT
+from tests.helpers import COMMAND_KEY, ROOT, signed_command
 
-KEY = b"0123456789abcdef0123456789abcdef"
+KEY = COMMAND_KEY
 NOW = 1764370001.0
 SPEC_FIELDS = [
     "id",
@@ -48,20 +47,7 @@ SPEC_FIELDS = [
 
 
 def command(**overrides: Any) -> dict[str, object]:
-    fields: dict[str, Any] = {
-        "device": "livingroom-hvac",
-        "actuator": "hvac",
-        "action": "cool",
-        "value": 22.0,
-        "policy": "climate",
-        "agent": "pi-livingroom",
-        "reason": "temperature 26.1 C is above 20-24 C",
-        "key": KEY,
-        "now": NOW,
-        "ttl": 30.0,
-    }
-    fields.update(overrides)
-    return make_command(**fields)
+    return signed_command(**{"key": KEY, "now": NOW, **overrides})
 
 
 def wire(cmd: dict[str, object]) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 
 from agent.service import systemd
 from agent.service.systemd import Heartbeat, Watchdog, progressing
+from tests.helpers import Clock
 
 
 class NotifySocket:
@@ -116,14 +117,6 @@ def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
 class Queue:
     depth: int
     last: float
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_progressing_is_alive_when_idle_or_moving_and_stalled_otherwise() -> None:

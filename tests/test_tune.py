@@ -34,7 +34,6 @@ from agent.inference.adapters import (
     record_path,
     tune_dir,
 )
-from agent.inference.locate import locate
 from agent.inference.model import Model
 from agent.inference.quantize import quantize
 from agent.policy.engines import LlmEngine
@@ -42,12 +41,12 @@ from agent.policy.heldout import held_out_sets
 from agent.tune.export import permute, write_adapter, write_merged
 from agent.tune.run import Options, Outcome, tune
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
+from tests.helpers import ROOT, bundled
 
-ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "config" / "home.example.yaml"
 POLICY = "livingroom-climate"
 TARGET = policy_target(POLICY)
-BUNDLED = locate("bundled:smollm2-135m")
+BUNDLED = bundled()
 STEPS = 24
 CASES = 20  # per held-out set: 60 decisions before and 60 after
 

@@ -7,6 +7,7 @@ process gave a model that predicted every token alike.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,19 +22,20 @@ import pytest
 from agent.broker import Mosquitto
 from agent.config import load_config
 from agent.errors import AgentError
-from agent.inference.locate import locate
 from agent.inference.model import Model
 from agent.peers import fedavg as fa
 from agent.peers import fragments
 from agent.peers.rounds import parse_round, parse_update
+from agent.policy.engines import Answer, LlmEngine, Situation
 from agent.tune import data
 from agent.tune.fedlora import flatten, unflatten
 from tests.conftest import Collector
+from tests.helpers import bundled
 
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = locate("bundled:smollm2-135m")
+BUNDLED = bundled()
 POLICY = "livingroom-climate"
 
 
@@ -111,14 +113,29 @@ def test_two_devices_average_their_lora_adapters_over_the_broker(
     reader = gguf.GGUFReader(str(kept["d1"]))
     b_norms = [float(np.abs(t.data).sum()) for t in reader.tensors if t.name.endswith("lora_b")]
     assert b_norms and max(b_norms) > 0
-    with Model(BUNDLED.path, threads=1, context=1024, sha256=BUNDLED.sha256,
-               lora_path=kept["d1"]) as m:
-        config = load_config(device_config(tmp_path, "d1", broker.port))
-        policy = next(p for p in config.policies if p.name == POLICY)
-        sample = data.decision_samples(config, policy, 1, seed=99)[0]
-        prefix, suffix = m.chat(sample.system, sample.user)
-        scores = m.score(prefix, suffix, list(policy.actuators[0].actions))
-        assert len(scores) == 3 and all(np.isfinite(scores))
+    config = load_config(device_config(tmp_path, "d1", broker.port))
+    policy = next(p for p in config.policies if p.name == POLICY)
+    cases = data.decision_samples(config, policy, 6, seed=99)
+    actions = list(policy.actuators[0].actions)
+
+    def answers(lora: Path | None) -> tuple[list[Answer], float]:
+        """The product's llm engine deciding each sample, and the mean log-likelihood of the
+        labelled action."""
+        with Model(BUNDLED.path, threads=1, context=1024, sha256=BUNDLED.sha256,
+                   lora_path=lora) as m:
+            engine = LlmEngine(policy, m.chat, m.score)
+            out = [engine.decide(Situation(s.user, 0.0, (0.0, 0.0), "inside")) for s in cases]
+            labelled = [m.score(*m.chat(s.system, s.user), [s.answer])[0] for s in cases]
+        return out, float(np.mean(labelled))
+
+    tuned, tuned_label = answers(kept["d1"])
+    plain, plain_label = answers(None)
+    for answer in tuned:  # a decision, in the format, with scores over the actions
+        assert answer.action in actions and set(answer.scores) == set(actions)
+        assert sum(answer.scores.values()) == pytest.approx(1.0)
+        assert set(json.loads(answer.raw)) == set(actions)
+    assert [a.scores for a in tuned] != [a.scores for a in plain]  # the adapter is in use
+    assert tuned_label > plain_label  # and it learnt: the labelled actions are likelier
 
 
 def reassembled(watch: Collector) -> tuple[list[Any], list[Any]]:

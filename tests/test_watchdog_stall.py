@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent.broker import Mosquitto, free_port
-from tests.conftest import ROOT, Collector, agent_config, wait_for
+from tests.conftest import Collector, agent_config, wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.broker
 TEMPERATURE = "edge/sensors/livingroom-1/temperature"
