@@ -71,6 +71,20 @@ class Will:
     retain: bool = True
 
 
+def credentials(client: paho.Client, cfg: MqttSection) -> None:
+    """The configured user, password and TLS files on a paho client (OSError, ssl.SSLError or
+    ValueError when the TLS files cannot be loaded)."""
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password())
+    if cfg.tls.enabled:
+        client.tls_set(
+            ca_certs=None if cfg.tls.ca_file is None else str(cfg.tls.ca_file),
+            certfile=None if cfg.tls.cert_file is None else str(cfg.tls.cert_file),
+            keyfile=None if cfg.tls.key_file is None else str(cfg.tls.key_file),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+
+
 class MqttClient:
     """A paho client in a persistent session with manual acknowledgement."""
 
@@ -117,18 +131,10 @@ class MqttClient:
         client.reconnect_delay_set(
             max(1, int(cfg.reconnect.min_delay)), max(1, int(cfg.reconnect.max_delay))
         )
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls.enabled:
-            try:
-                client.tls_set(
-                    ca_certs=None if cfg.tls.ca_file is None else str(cfg.tls.ca_file),
-                    certfile=None if cfg.tls.cert_file is None else str(cfg.tls.cert_file),
-                    keyfile=None if cfg.tls.key_file is None else str(cfg.tls.key_file),
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise BrokerError(f"cannot load TLS files: {exc}") from None
+        try:
+            credentials(client, cfg)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise BrokerError(f"cannot load TLS files: {exc}") from None
         if will is not None:
             client.will_set(will.topic, will.payload, will.qos, will.retain)
         client.on_connect = self._handle_connect

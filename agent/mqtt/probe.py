@@ -11,6 +11,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttSection
+from agent.mqtt.client import credentials
 
 
 def probe(cfg: MqttSection, timeout: float = 5.0) -> str | None:
@@ -34,15 +35,7 @@ def probe(cfg: MqttSection, timeout: float = 5.0) -> str | None:
 
     client.on_connect = on_connect
     try:
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls.enabled:
-            client.tls_set(
-                ca_certs=None if cfg.tls.ca_file is None else str(cfg.tls.ca_file),
-                certfile=None if cfg.tls.cert_file is None else str(cfg.tls.cert_file),
-                keyfile=None if cfg.tls.key_file is None else str(cfg.tls.key_file),
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        credentials(client, cfg)
         client.connect(cfg.host, cfg.port, keepalive=10)
     except (OSError, ssl.SSLError, ValueError) as exc:
         return f"cannot connect to {cfg.host}:{cfg.port}: {exc}"

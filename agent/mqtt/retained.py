@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttSection
 from agent.errors import BrokerError
+from agent.mqtt.client import credentials
 
 
 def read_retained(cfg: MqttSection, topic_filter: str, settle: float = 0.5,
@@ -41,15 +42,7 @@ def read_retained(cfg: MqttSection, topic_filter: str, settle: float = 0.5,
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     try:
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls.enabled:
-            client.tls_set(
-                ca_certs=None if cfg.tls.ca_file is None else str(cfg.tls.ca_file),
-                certfile=None if cfg.tls.cert_file is None else str(cfg.tls.cert_file),
-                keyfile=None if cfg.tls.key_file is None else str(cfg.tls.key_file),
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        credentials(client, cfg)
         client.connect(cfg.host, cfg.port, keepalive=10)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise BrokerError(f"cannot connect to {cfg.host}:{cfg.port}: {exc}") from None
