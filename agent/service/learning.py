@@ -8,6 +8,7 @@ the agent acts from the first minute and never silently runs a worse engine.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -131,7 +132,13 @@ class Learning:
             self.prepare([st.policy.name])
 
     def labels(self, policy: str) -> int:
-        return len(self.on_db(lambda: self.store.examples(policy)).result(timeout=30))
+        """People's labels for ``policy``; 0 for now when the database thread is too busy to
+        count them (a backlog of readings comes first; the next retrain counts again)."""
+        try:
+            return len(self.on_db(lambda: self.store.examples(policy)).result(timeout=120))
+        except concurrent.futures.TimeoutError:
+            log.warning("policy %s: the database was too busy to count its labels", policy)
+            return 0
 
     def prepare(self, names: list[str] | None = None) -> None:
         """Build the model engines and gate them (slow: run off the start-up path)."""

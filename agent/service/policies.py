@@ -146,7 +146,10 @@ def prepare(agent: Agent) -> None:
             agent.worker = None
             decisions.worker = None
     agent.model_ready.set()
-    decisions.learning.prepare()
+    try:
+        decisions.learning.prepare()
+    except Exception:  # a failed gate leaves the policies on rules; it must not end the thread
+        log.exception("preparing the policies' engines failed; they run on rules")
     agent.publish_status()
 
 
