@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.nlu.config import IntentsConfig, template_language
-from agent.nlu.examples import GENERATED_VERBS, ISSUE_ACTUATORS, ISSUE_REQUESTS
+from agent.nlu.examples import ISSUE_ACTUATORS, ISSUE_REQUESTS
 from agent.nlu.pipeline import Understander
 from agent.nlu.result import Ambiguity, Match, NoMatch, Outcome
+from agent.policy.heldout import VERBS
 
 Echo = Callable[[str], None]
 DATA = Path(__file__).parent / "data" / "ha_intents_tests.json"
@@ -157,7 +158,7 @@ def generated_cases() -> list[tuple[str, str | None]]:
     for act in ISSUE_ACTUATORS:
         key = f"{act['device']}/{act['actuator']}"
         for action in act["actions"]:
-            for template in GENERATED_VERBS.get(action, []):
+            for template in VERBS.get(action, []):
                 for name in [act["name"], *act["aliases"][:1]]:
                     cases.append((template.format(n=name), f"{key}={action}"))
     return cases

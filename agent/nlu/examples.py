@@ -65,15 +65,3 @@ ISSUE_REQUESTS: list[tuple[str, str]] = [
     ("不要打开后门", "refuse"),
 ]
 
-# the phrasings of ``bench decide``'s generated intent set (agent/bench/decide.py VERBS), here so
-# that benchmarks need not import one another
-GENERATED_VERBS: dict[str, list[str]] = {
-    "on": ["turn on the {n}", "switch the {n} on", "{n} on please", "please switch on the {n}"],
-    "off": ["turn off the {n}", "switch the {n} off", "{n} off please", "please turn the {n} off"],
-    "cool": ["cool down with the {n}", "set the {n} to cool", "{n} cool please"],
-    "heat": ["heat up with the {n}", "set the {n} to heat", "{n} heat please"],
-    "open": ["open the {n}", "please open the {n}"],
-    "close": ["close the {n}", "please shut the {n}"],
-    "lock": ["lock the {n}", "please lock the {n}"],
-    "unlock": ["unlock the {n}", "please unlock the {n}"],
-}
