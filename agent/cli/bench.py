@@ -187,3 +187,25 @@ def bench_diagnose(seeds: int, healthy: int) -> None:
     setup_logging("WARNING")
     ok = run_bench(seeds=seeds, healthy=healthy, echo=click.echo)
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
+@bench.command("e2e")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["rules", "embed", "llm"]),
+              help="Engine to measure (repeatable; default: rules and embed, side by side).")
+@click.option("--rate", default=500.0, show_default=True,
+              help="Readings per second streamed from 20 other devices meanwhile (0: none).")
+@click.option("--crossings", default=40, show_default=True, help="Band crossings timed per engine.")
+@click.option("--every", default=0.5, show_default=True, help="Seconds between two crossings.")
+def bench_e2e(engines: tuple[str, ...], rate: float, crossings: int, every: float) -> None:
+    """Reading -> signed command on the wire (p50/p95/p99 per engine), readings/s sustained
+    and resident memory of `edge-agent run` on a private broker, engines side by side."""
+    from agent.bench.e2e import run_bench
+
+    setup_logging("WARNING")
+    try:
+        ok = run_bench(engines=list(engines) or ["rules", "embed"], rate=rate,
+                       crossings=crossings, every=every, echo=click.echo)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
