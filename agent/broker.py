@@ -72,6 +72,9 @@ class Mosquitto:
             f"user {getpass.getuser()}\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
+            # a reading or a command is one small packet: Nagle would hold it for the
+            # peer's delayed ACK (up to 40 ms on Linux) behind the packet before it
+            "set_tcp_nodelay true\n"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{self.extra}\n"

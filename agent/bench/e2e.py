@@ -11,6 +11,7 @@ at the end: no growth means the rate is sustained), and the agent's resident mem
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import threading
@@ -73,6 +74,10 @@ def _wait_ready(watch: Watcher, proc: AgentProcess, name: str, engine: str) -> s
     return str(watch.status["policies"][name]["engine"])
 
 
+def _more(watch: Watcher, have: int) -> bool:
+    return len(watch.commands) > have
+
+
 def _cross(watch: Watcher, crossings: int, every: float, run: EngineRun) -> None:
     """Publish readings that cross the band; time each until its command is on the wire."""
     topic = f"edge/sensors/{DEVICE}/temperature"
@@ -85,7 +90,7 @@ def _cross(watch: Watcher, crossings: int, every: float, run: EngineRun) -> None
         payload = {"value": values[i % 2], "ts": time.time(), "seq": i}
         watch.publish(topic, json.dumps(payload).encode())
         try:
-            watch.wait(lambda: len(watch.commands) > have, 5.0, "the command")
+            watch.wait(functools.partial(_more, watch, have), 5.0, "the command")
             run.latencies_ms.append((watch.commands[have][0] - started) * 1000)
         except AgentError:
             run.missed += 1

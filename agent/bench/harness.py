@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.broker import Mosquitto
 from agent.errors import AgentError
+from agent.mqtt.client import no_delay
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
 DEVICE = "bench-room"  # the device whose temperature the policy keeps in its band
@@ -103,6 +104,7 @@ class Watcher:
         client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         client.on_message = self._on_message
         client.connect(broker.host, broker.port)
+        no_delay(client.socket())  # a device sends its reading at once
         client.subscribe([(self._topic_status, 0), ("edge/actuators/+/+/set", 1)])
         client.loop_start()
         self.client = client
@@ -143,7 +145,8 @@ class AgentProcess:
 
     def __enter__(self) -> AgentProcess:
         root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent", "run", "-c", str(self.config)],

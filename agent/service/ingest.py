@@ -38,7 +38,8 @@ from agent.storage import Store
 
 log = logging.getLogger(__name__)
 
-IDLE_FLUSH = 0.005  # flush when no message arrived for this long (the broker's window is full)
+IDLE_FLUSH = 0.001  # flush when no message arrived for this long: a burst has ended (or the
+# broker's window is full); the reading that crossed a band waits no longer than that
 RETRY_MAX = 5.0
 DROP_LOG_EVERY = 10.0  # seconds between two warnings about a full queue
 
