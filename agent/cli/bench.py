@@ -31,12 +31,15 @@ def bench() -> None:
     show_default=True,
     help="Alternating baseline/agent rounds; the best of each is reported.",
 )
-def bench_ingest(count: int, devices: int, rounds: int) -> None:
-    """Bare paho subscriber vs the agent's full path (validate, clean, persist, ack)."""
+@click.option("--pinned/--no-pinned", "pin", default=True, show_default=True,
+              help="One more round with the bench pinned to one core and the broker to another.")
+def bench_ingest(count: int, devices: int, rounds: int, pin: bool) -> None:
+    """Bare paho subscriber vs the agent's full path (validate, clean, persist, ack):
+    readings/s and CPU seconds per 1,000 readings, side by side, and on one core."""
     from agent.bench.ingest import run_bench
 
     try:
-        ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo)
+        ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo, pin=pin)
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from agent.config import SensorConfig
 from agent.errors import RejectedReading
 from agent.numbers import finite_number
-from agent.pipeline.parse import parse_reading, split_topic
+from agent.pipeline.parse import Reading, parse_reading, split_topic
 from agent.units import convert
 
 
@@ -35,6 +35,14 @@ def measured(
             return split_topic(topic, prefix)
         except RejectedReading:
             return None
+    return canonical(reading, sensors)
+
+
+def canonical(
+    reading: Reading, sensors: Mapping[str, SensorConfig]
+) -> Measured | tuple[str, str]:
+    """A parsed reading in its quantity's canonical unit, in range or not; ``(device,
+    quantity)`` when its unit cannot be converted."""
     sensor = sensors.get(reading.quantity)
     value = reading.value
     try:

@@ -14,16 +14,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config, PolicyConfig
 from agent.diagnosis.actuators import Timing
 from agent.diagnosis.fleet import Change, Diagnoser, Layout
-from agent.diagnosis.intake import Measured, measured, state_of
+from agent.diagnosis.intake import Measured, canonical, measured, state_of
 from agent.diagnosis.verdict import FAULTY, Health
 from agent.mqtt import Message
 from agent.policy.signing import parse_command, verify
 from agent.service.homeassistant import safe_id
+
+if TYPE_CHECKING:
+    from agent.service.ingest import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,30 @@ class HealthService:
                                        got.in_range)
             else:
                 self.diagnoser.seen(device, quantity, msg.recv_ts)
+
+    def arrivals(self, batch: list[Arrival]) -> None:
+        """The sensor messages of one ingest batch, already parsed and converted by ingest (on
+        the ingest thread, after the commit): none is parsed a second time."""
+        if not self.enabled:
+            return
+        try:
+            with self.lock:
+                for arrival in batch:
+                    self._arrival(arrival)
+        except Exception:  # diagnosis must never stop ingestion: logged, dropped
+            log.exception("diagnosis could not take a batch of %d readings", len(batch))
+
+    def _arrival(self, a: Arrival) -> None:
+        if not self._admit(a.device, a.quantity):
+            self.ignored += 1
+        elif a.value is not None:  # stored (or within the deadband): converted and in range
+            self.diagnoser.reading(a.device, a.quantity, a.recv_ts, a.value, True)
+        else:
+            got = None if a.reading is None else canonical(a.reading, self.config.sensors.kinds)
+            if isinstance(got, Measured):
+                self.diagnoser.reading(a.device, a.quantity, a.recv_ts, got.value, got.in_range)
+            else:  # unusable, but the device is not silent
+                self.diagnoser.seen(a.device, a.quantity, a.recv_ts)
 
     def _admit(self, device: str, quantity: str) -> bool:
         """Track this series? Already tracked, or within the limits ingest applies."""

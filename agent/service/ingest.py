@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from agent.errors import RejectedReading, StorageError
 from agent.mqtt import Message
 from agent.pipeline.core import Pipeline, Processed
-from agent.pipeline.parse import excerpt, parse_reading
+from agent.pipeline.parse import Reading, excerpt, parse_reading, split_topic
 from agent.storage import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,18 @@ class Counters:
     batches: int = 0
     dropped: int = 0  # QoS 0 not queued: the queue was full (counted on the network thread)
     deferred: int = 0  # QoS 1 over hard_limit: not acknowledged, so the broker sends it again
+
+
+class Arrival(NamedTuple):
+    """What diagnosis learns of one sensor message (``Ingestor.observe``): its series, when it
+    came, its reading (None if unusable) and its value in the canonical unit once the pipeline
+    took it (None if it did not)."""
+
+    device: str
+    quantity: str
+    recv_ts: float
+    reading: Reading | None
+    value: float | None
 
 
 class _Refused(NamedTuple):
@@ -91,7 +103,11 @@ class Ingestor:
         queue_limit: int = 2000,
         hard_limit: int | None = None,
         on_redeliver: Callable[[], None] | None = None,
+        ack_all: Callable[[list[Message]], None] | None = None,
+        observe: Callable[[list[Arrival]], None] | None = None,
     ) -> None:
+        """``ack_all``, if given, acknowledges a committed batch at once (instead of ``ack`` per
+        message); ``observe`` is shown every batch's sensor messages after they were handled."""
         self.store = store
         self.pipeline = pipeline
         self.prefix = prefix
@@ -99,6 +115,8 @@ class Ingestor:
         self.batch_size = batch_size
         self.batch_interval = batch_interval
         self._ack = ack
+        self._ack_all = ack_all
+        self._observe = observe
         self._on_reject = on_reject
         self._on_stored = on_stored
         self._clock = clock
@@ -239,49 +257,84 @@ class Ingestor:
     def _flush(self, batch: list[Message | _Refused]) -> None:
         rows: list[Processed] = []
         rejected: list[tuple[Message, RejectedReading]] = []
+        seen: list[Arrival] | None = [] if self._observe is not None else None
         c = self.counters
         messages = [item.msg if isinstance(item, _Refused) else item for item in batch]
+        c.received += len(batch)
         for item in batch:
-            c.received += 1
             if isinstance(item, _Refused):
                 rejected.append(item)
+                if seen is not None:
+                    self._unusable(item.msg, seen)
                 continue
-            msg = item
-            try:
-                reading = parse_reading(
-                    msg.topic,
-                    msg.payload,
-                    msg.recv_ts,
-                    prefix=self.prefix,
-                    max_bytes=self.max_payload_bytes,
-                )
-                processed = self.pipeline.process(reading)
-            except RejectedReading as exc:
-                rejected.append((msg, exc))
-                continue
-            except Exception as exc:  # wire input must never stop ingestion
-                log.exception("unexpected error on a message from %s", msg.topic)
-                rejected.append((msg, RejectedReading(f"cannot process: {exc!r}"[:200])))
-                continue
+            processed = self._process(item, rejected, seen)
             if processed is None:
-                c.duplicates += 1
-            elif processed.store:
+                continue
+            if processed.store:
                 rows.append(processed)
                 c.outliers += processed.outlier
             else:
                 c.suppressed += 1
         if rows and not self._write(rows):
             return  # not committed, so not acknowledged: the broker will redeliver
-        for msg in messages:
-            self._ack(msg)
+        if self._ack_all is not None:
+            self._ack_all(messages)
+        else:
+            for msg in messages:
+                self._ack(msg)
         if rows and self._on_stored is not None:
             self._on_stored(rows)
         c.batches += 1
         self.last_progress = time.monotonic()
+        if seen and self._observe is not None:
+            self._observe(seen)
         for msg, why in rejected:
             c.rejected += 1
             c.rejected_by_reason[why.kind] = c.rejected_by_reason.get(why.kind, 0) + 1
             self._on_reject(msg, str(why))
+
+    def _process(
+        self,
+        msg: Message,
+        rejected: list[tuple[Message, RejectedReading]],
+        seen: list[Arrival] | None,
+    ) -> Processed | None:
+        """One message through parse and pipeline: Processed, or None (rejected, counted in
+        ``rejected``; or a duplicate, counted here)."""
+        reading = None
+        try:
+            reading = parse_reading(
+                msg.topic,
+                msg.payload,
+                msg.recv_ts,
+                prefix=self.prefix,
+                max_bytes=self.max_payload_bytes,
+            )
+            processed = self.pipeline.process(reading)
+        except RejectedReading as exc:
+            rejected.append((msg, exc))
+            processed = None
+        except Exception as exc:  # wire input must never stop ingestion
+            log.exception("unexpected error on a message from %s", msg.topic)
+            rejected.append((msg, RejectedReading(f"cannot process: {exc!r}"[:200])))
+            processed = None
+        else:
+            if processed is None:
+                self.counters.duplicates += 1
+        if seen is not None:
+            if reading is None:
+                self._unusable(msg, seen)
+            else:
+                value = None if processed is None else processed.value
+                seen.append(Arrival(reading.device, reading.quantity, msg.recv_ts, reading, value))
+        return processed
+
+    def _unusable(self, msg: Message, seen: list[Arrival]) -> None:
+        try:
+            device, quantity = split_topic(msg.topic, self.prefix)
+        except RejectedReading:
+            return  # no series at all
+        seen.append(Arrival(device, quantity, msg.recv_ts, None, None))
 
     def _write(self, rows: list[Processed]) -> bool:
         delay = 0.1

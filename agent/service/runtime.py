@@ -27,7 +27,7 @@ from agent.service.errorevents import ErrorEvents
 from agent.service.federation import FederationService
 from agent.service.halink import HomeAssistantLink
 from agent.service.health import HealthService
-from agent.service.ingest import Ingestor
+from agent.service.ingest import Arrival, Ingestor
 from agent.service.metrics import Metrics
 from agent.service.modelswap import start_model_updates
 from agent.service.peers import PeerService
@@ -65,6 +65,7 @@ class Agent:
         self.id = config.agent.id
         self.topic_status = f"{self.prefix}/agents/{self.id}/status"
         self.topic_errors = f"{self.prefix}/agents/{self.id}/errors"
+        self._sensor_prefix = f"{self.prefix}/sensors/"
         self.pipeline = Pipeline(config)
         self.model: ModelFile | None = None
         # "none" (no policy needs it), "loading", "ready" or "unusable" (then policies run on
@@ -81,6 +82,8 @@ class Agent:
             batch_size=config.storage.batch_size,
             batch_interval=config.storage.batch_interval,
             ack=self._ack,
+            ack_all=self._ack_all,
+            observe=self._observe_batch,
             on_reject=self._report_rejection,
             on_stored=self._on_stored,
             clock=clock,
@@ -271,6 +274,9 @@ class Agent:
     def _on_message(self, msg: Message) -> None:
         if self._stopping.is_set():  # after stop: left unacknowledged, redelivered later
             return
+        if msg.topic.startswith(self._sensor_prefix):  # diagnosis sees it once ingest parsed it
+            self.ingestor.submit(msg)
+            return
         if self.health.observe(msg):  # our own commands: seen by the diagnosis only
             self.mqtt.ack(msg)
             return
@@ -291,14 +297,21 @@ class Agent:
             return
         self.ingestor.submit(msg)
 
-    @property
-    def _sensor_prefix(self) -> str:
-        return f"{self.prefix}/sensors/"
 
     def _ack(self, msg: Message) -> None:
         self.mqtt.ack(msg)
         if self.metrics is not None:
             self.metrics.observe_ingest(time.time() - msg.recv_ts)
+
+    def _ack_all(self, msgs: list[Message]) -> None:
+        self.mqtt.ack_all(msgs)
+        if self.metrics is not None:
+            now = time.time()
+            for msg in msgs:
+                self.metrics.observe_ingest(now - msg.recv_ts)
+
+    def _observe_batch(self, arrivals: list[Arrival]) -> None:
+        self.health.arrivals(arrivals)
 
     def _report_rejection(self, msg: Message, reason: str) -> None:
         self.report_error(msg.topic, reason, excerpt(msg.payload))
