@@ -52,7 +52,7 @@ class EngineRun:
     cpu_s: float = 0.0
 
 
-def _wait_ready(watch: Watcher, proc: AgentProcess, name: str, engine: str) -> str:
+def wait_ready(watch: Watcher, proc: AgentProcess, name: str, engine: str) -> str:
     """Wait until the policy's engine is settled; the engine it runs on."""
 
     def settled() -> bool:
@@ -78,7 +78,7 @@ def _more(watch: Watcher, have: int) -> bool:
     return len(watch.commands) > have
 
 
-def _cross(watch: Watcher, crossings: int, every: float, run: EngineRun) -> None:
+def cross(watch: Watcher, crossings: int, every: float, run: EngineRun) -> None:
     """Publish readings that cross the band; time each until its command is on the wire."""
     topic = f"edge/sensors/{DEVICE}/temperature"
     values = (22.0, 26.0)  # inside (-> off), above (-> cool)
@@ -112,14 +112,14 @@ def run_engine(broker: Mosquitto, tmp: Path, engine: str, *, rate: float, crossi
     watch = Watcher(broker, agent_id)
     try:
         with AgentProcess(config) as proc:
-            run.ran = _wait_ready(watch, proc, name, engine)
+            run.ran = wait_ready(watch, proc, name, engine)
             stored0 = int(watch.status.get("readings_total", 0))
             cpu0 = proc.cpu_seconds()
             started = time.perf_counter()
             seconds = crossings * every + every
             stream = threading.Thread(target=_stream, args=[broker, rate, seconds, run])
             stream.start()
-            _cross(watch, crossings, every, run)
+            cross(watch, crossings, every, run)
             while stream.is_alive():
                 run.backlog_max = max(run.backlog_max, int(watch.status.get("queue_depth", 0)))
                 stream.join(0.5)

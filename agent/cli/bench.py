@@ -212,3 +212,25 @@ def bench_e2e(engines: tuple[str, ...], rate: float, crossings: int, every: floa
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
+
+
+@bench.command("memory")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["rules", "embed", "llm"]),
+              help="Engine to measure (repeatable; default: rules and embed).")
+@click.option("--seconds", default=20.0, show_default=True,
+              help="Load period before the memory is read (e.g. 3600 for an hour).")
+@click.option("--rate", default=200.0, show_default=True,
+              help="Readings per second from 20 simulated devices meanwhile.")
+def bench_memory(engines: tuple[str, ...], seconds: float, rate: float) -> None:
+    """Resident memory (now and peak; own and mapped) of `edge-agent run` with the bundled
+    model after a load period, one run per engine, against 160 MB."""
+    from agent.bench.memory import run_bench
+
+    setup_logging("WARNING")
+    try:
+        ok = run_bench(engines=list(engines) or ["rules", "embed"], seconds=seconds, rate=rate,
+                       echo=click.echo)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)

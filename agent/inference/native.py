@@ -75,3 +75,18 @@ def load(path: Path, *, threads: int, context: int) -> Any:
     except (ValueError, RuntimeError, OSError) as exc:
         reason = detail(str(exc))
         raise AgentError(f"cannot load model {path}: {reason}") from None
+
+
+def count_tokens(path: Path, texts: list[str]) -> int:
+    """The most tokens any of ``texts`` takes, with only the model's vocabulary loaded (a few
+    MB and milliseconds): to size a context before the model itself is loaded."""
+    route_logs()
+    try:
+        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise AgentError(f"cannot read the vocabulary of {path}: {detail(str(exc))}") from None
+    try:
+        return max((len(vocab.tokenize(t.encode(), add_bos=True, special=True)) for t in texts),
+                   default=0)
+    finally:
+        vocab.close()

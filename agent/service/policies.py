@@ -28,6 +28,7 @@ def build_decisions(agent: Agent) -> None:
     from agent.policy.intents import Registry
     from agent.policy.safety import SafetyLayer
     from agent.policy.signing import load_key
+    from agent.service.contextsize import run_context
     from agent.service.decisions import DecisionService
     from agent.service.intentqueue import IntentQueue
     from agent.service.intents import IntentHandler, log_confirming
@@ -39,8 +40,10 @@ def build_decisions(agent: Agent) -> None:
     key = load_key(cfg.security.command_key_file)
     model = agent.model
     if model is not None:  # for embed/llm engines and for intents
+        context = run_context(cfg, model.path)
+        log.info("model context: %d tokens (model.context %d)", context, cfg.model.context)
         agent.worker = InferenceWorker(
-            tried_model(model, pick_threads(cfg.model.threads), cfg.model.context)
+            tried_model(model, pick_threads(cfg.model.threads), context)
         )
         agent.model_state = {"state": "loading"}
     agent.outbox = Outbox(agent.mqtt, agent.ingestor.call, agent.store, agent.clock)
