@@ -3,6 +3,8 @@ under the tuned adapter installed for the job (if any)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from agent.inference.adapters import INTENTS, adapter_for
 from agent.inference.worker import InferenceWorker
 
 DECIDE_TIMEOUT = 20.0
+EMBED_CACHE = 512  # digests remembered with their embedding (2.3 kB each for the bundled model)
 
 
 class ModelCalls:
@@ -23,9 +26,25 @@ class ModelCalls:
     def __init__(
         self, worker: InferenceWorker | None, data_dir: Path, model_sha256: str | None
     ) -> None:
-        self.worker = worker
+        self._worker = worker
         self.data_dir = data_dir
         self.model_sha256 = model_sha256
+        # a digest repeats whenever the readings do (quantised sensors, a steady room): its
+        # embedding is the same until the model changes, so it is computed once
+        self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.embed_hits = 0
+        self.embed_misses = 0
+
+    @property
+    def worker(self) -> InferenceWorker | None:
+        return self._worker
+
+    @worker.setter
+    def worker(self, worker: InferenceWorker | None) -> None:
+        with self._lock:  # another model embeds differently
+            self._worker = worker
+            self._embeddings.clear()
 
     def call(self, fn: Callable[[Any], Any]) -> Any:
         if self.worker is None:
@@ -33,7 +52,22 @@ class ModelCalls:
         return self.worker.call(fn, DECIDE_TIMEOUT)
 
     def embed(self, text: str) -> np.ndarray:
-        vector: np.ndarray = self.call(lambda m: m.embed(text))
+        """The text's embedding (read-only: it may be shared with the next caller)."""
+        with self._lock:
+            vector = self._embeddings.get(text)
+            if vector is not None:
+                self._embeddings.move_to_end(text)
+                self.embed_hits += 1
+                return vector
+            worker = self._worker
+        vector = np.asarray(self.call(lambda m: m.embed(text)))
+        vector.flags.writeable = False
+        with self._lock:
+            self.embed_misses += 1
+            if self._worker is worker:
+                self._embeddings[text] = vector
+                while len(self._embeddings) > EMBED_CACHE:
+                    self._embeddings.popitem(last=False)
         return vector
 
     def chat(self, system: str, user: str) -> tuple[str, str]:
