@@ -111,6 +111,27 @@ class HealthService:
         self.per_device: dict[str, int] = {}
         self.ignored = 0  # readings and states of series or actuators not tracked
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's new diagnosis settings, rooms and actuators; what has been learnt about
+        each series (its history, its health) is kept."""
+        with self.lock:
+            self.config = config
+            self.enabled = config.diagnosis.enabled
+            self.diagnoser.layout = layout_of(config)
+            self.actuator_keys = {a.key for p in config.policies for a in p.actuators}
+            for monitor in self.diagnoser.actuators.values():
+                monitor.timing = self.diagnoser.layout.timing
+
+    def lookup(self, key: str) -> tuple[str, str | None] | None:
+        """(state, fault) of sensor series or actuator ``key`` (``device/name``), if tracked;
+        for interlocks that name a fault. Nothing while diagnosis is off."""
+        if not self.enabled:
+            return None
+        with self.lock:
+            health = (self.diagnoser.health("sensor", key)
+                      or self.diagnoser.health("actuator", key))
+        return None if health is None else (health.state, health.fault)
+
     def filters(self) -> list[str]:
         """Our own commands, to see whether each actuator answers them."""
         watch = self.config.policies and self.config.security.command_key_file is not None
