@@ -264,6 +264,14 @@ class HealthService:
                     return key, health
         return None
 
+    def inputs(self, policy: PolicyConfig) -> dict[str, str]:
+        """The state of each of ``policy``'s inputs the diagnosis tracks, for its results."""
+        if not self.enabled:
+            return {}
+        with self.lock:
+            healths = {key: self.diagnoser.health("sensor", key) for key in policy.inputs}
+        return {key: h.state for key, h in healths.items() if h is not None}
+
     def pause_changed(self, policy: PolicyConfig, why: tuple[str, Health] | None,
                       action: str) -> bool:
         """Record whether ``policy`` is paused; True (and an event) when that changed."""

@@ -84,6 +84,7 @@ def attach_health(agent: Agent, key: bytes) -> None:
     if decisions is not None:
         decisions.safety.health = agent.health.lookup  # interlocks that name a fault
         decisions.hold = lambda policy, trigger: held(decisions, agent.health, policy, trigger)
+        decisions.input_health = agent.health.inputs
 
 
 def start_decisions(agent: Agent) -> None:
