@@ -298,6 +298,13 @@ class HealthService:
         self.publish(self.topic_faults, dumps(event), qos=1)
         return True
 
+    def problems(self) -> list[tuple[str, str, Health]]:
+        """Every series and actuator that is not ok: (kind, key, health), by key."""
+        with self.lock:
+            found = [(kind, key, t.health) for (kind, key), t in self.diagnoser.trackers.items()
+                     if t.health.state != "ok"]
+        return sorted(found, key=lambda row: row[1])
+
     def gauges(self) -> tuple[dict[tuple[str, str], tuple[str, str | None]], dict[str, str]]:
         """For the metrics endpoint: every health as (state, fault); the paused policies."""
         with self.lock:
