@@ -579,10 +579,23 @@ def _actuator_action(value: object) -> str:
     return value
 
 
+#: what ``when: "device/name is …"`` may name: a health state, or one fault (docs/diagnosis.md)
+HEALTH_STATES = ("faulty", "suspect")
+FAULTS = ("silent", "stuck", "drift", "spiky", "noisy", "out_of_range", "wrong_unit",
+          "mixed_units", "no_effect", "no_ack", "contradicts", "fighting")
+HEALTH_CONDITION = re.compile(r"^([^/+#\s]+)/([^/+#\s]+)\s+is\s+(\S+)$")
+
+
 def _condition(value: object) -> str:
-    if not isinstance(value, str) or not _CONDITION.match(value.strip()):
-        raise ValueError(f'write a condition like "leak-1/water > 0.5", got {value!r}')
-    return value.strip()
+    text = value.strip() if isinstance(value, str) else ""
+    health = HEALTH_CONDITION.match(text)
+    if health is not None and health.group(3) not in (*HEALTH_STATES, *FAULTS):
+        raise ValueError(f"{health.group(3)!r} is not a health state nor a fault; write "
+                         f"faulty, suspect or one of {', '.join(FAULTS)}")
+    if health is None and not _CONDITION.match(text):
+        raise ValueError(f'write a condition like "leak-1/water > 0.5" or '
+                         f'"livingroom-1/temperature is faulty", got {value!r}')
+    return text
 
 
 ActuatorAction = Annotated[str, BeforeValidator(_actuator_action)]
@@ -592,7 +605,9 @@ Condition = Annotated[str, BeforeValidator(_condition)]
 class InterlockConfig(_Section):
     """``never_together``: two actuator states that must not hold at once (refused);
     ``when`` + ``then``: while the condition holds, only that action is allowed, and the agent
-    commands it."""
+    commands it. A condition compares a reading (``leak-1/water > 0.5``) or names the health
+    of a series or actuator (``livingroom-1/temperature is faulty``, ``… is suspect``, or one
+    fault: ``livingroom-hvac/hvac is no_effect``)."""
 
     name: str
     never_together: list[ActuatorAction] | None = Field(default=None, min_length=2,

@@ -3,8 +3,9 @@
 A private Mosquitto on a free loopback port, a simulated home (``firmware_sim``) running a
 scenario faster than real time, and an agent with the bundled model and the example home
 policies. A live view shows each room against its band, the agent's last decision and reason,
-the commands sent, accepted and rejected; the summary compares the time each room spent in its
-band with the same scenario left alone, and ``--report`` charts it.
+the commands sent, accepted and rejected, the series and actuators diagnosis finds faulty (marked
+on their room, explained below) and the policies it paused; the summary compares the time each
+room spent in its band with the same scenario left alone, and ``--report`` charts it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agent.broker import Mosquitto
 from agent.config import Config, load_config
 from agent.errors import AgentError
 from agent.policy.signing import generate_key_file, load_key
+from agent.service.health import HealthService, safe_action
 from agent.service.runtime import Agent
 from firmware_sim.house import House, Snapshot
 from firmware_sim.report import summary_lines
@@ -124,6 +126,43 @@ def bar(value: float, band: tuple[float, float], width: int = 24) -> str:
     return "".join(cells)
 
 
+def _mark(health: HealthService | None, key: str | None) -> str:
+    """`` FAULTY stuck`` after a room whose thermometer is not ok; nothing when it is."""
+    found = {k: h for _, k, h in health.problems()} if health is not None and key else {}
+    h = found.get(key or "")
+    return "" if h is None else f"  !! {h.state.upper()} {h.fault}"
+
+
+def health_lines(health: HealthService, width: int = 110) -> list[str]:
+    """What diagnosis found and which policies it paused, one line each."""
+    lines = [f"  ! {h.state:<7} {key}: {h.explanation}"[:width]
+             for _, key, h in health.problems()]
+    policies = {p.name: p for p in health.config.policies}
+    for name, key in sorted(health.paused.items()):
+        act = policies[name].actuators[0] if name in policies else None
+        goes = "" if act is None else (
+            f"; {act.device}/{act.actuator} -> {safe_action(health.config, policies[name])}")
+        lines.append(f"  paused: {name} does not act on {key}{goes}"[:width])
+    return lines
+
+
+def health_news(health: HealthService, seen: set[tuple[str, ...]]) -> list[str]:
+    """Lines for what changed since ``seen`` (updated): a fault found, a policy paused or
+    resumed, a series healthy again."""
+    now: dict[tuple[str, ...], str] = {
+        ("health", key, h.state, str(h.fault)): f"{key} {h.state}: {h.explanation}"
+        for _, key, h in health.problems()}
+    now.update({("paused", name, key): f"policy {name} is paused until {key} is healthy again"
+                for name, key in health.paused.items()})
+    out = [now[k] for k in sorted(set(now) - seen)]
+    for gone in sorted(seen - set(now)):
+        out.append(f"{gone[1]} is healthy again" if gone[0] == "health"
+                   else f"policy {gone[1]} resumes")
+    seen.clear()
+    seen.update(now)
+    return out
+
+
 def view(snap: Snapshot, agent: Agent | None, scenario: str, speed: float) -> list[str]:
     lines = [
         f"edge-agent demo: scenario {scenario}, {snap.clock} (x{speed:g}), outside "
@@ -143,13 +182,15 @@ def view(snap: Snapshot, agent: Agent | None, scenario: str, speed: float) -> li
             if room.hvac is None
             else (room.hvac.action + ("" if room.hvac.value is None else f" {room.hvac.value:g}"))
         )
+        device = next((d for d, p in policies.items() if d.startswith(room.name)), None)
+        policy = policies.get(device) if device else None
+        thermometer = next(iter(policy.targets), None) if policy else None
         lines.append(
             f"  {room.name:<11} {room.temperature:5.1f} C [{bar(room.temperature, room.target)}] "
             f"{room.target[0]:g}-{room.target[1]:g}  hvac {hvac:<8} in band "
             f"{room.in_band_fraction or 0:4.0%}"
+            f"{_mark(agent.health if agent else None, thermometer)}"
         )
-        device = next((d for d, p in policies.items() if d.startswith(room.name)), None)
-        policy = policies.get(device) if device else None
         d = decisions.get(policy.name) if policy else None
         if d:
             reason = d["verdict"] if d["verdict"] != "ok" else "sent"
@@ -171,6 +212,7 @@ def view(snap: Snapshot, agent: Agent | None, scenario: str, speed: float) -> li
             f"  agents online: {agent.id} ({engines}); readings stored "
             f"{agent.ingestor.rows_total}, rejected {agent.ingestor.counters.rejected}"
         )
+        lines += health_lines(agent.health)
     return lines
 
 
@@ -276,6 +318,7 @@ def _watch(
     started = time.monotonic()
     last_print = 0.0
     end = house.scenario.duration
+    seen: set[tuple[str, ...]] = set()
     while time.monotonic() - started < duration and house.sim_time < end:
         time.sleep(0.5)
         if house.error is not None:
@@ -287,6 +330,9 @@ def _watch(
         elif not outage and broker.proc is None:
             echo("demo: the broker is back")
             broker.start()
+        if agent is not None and not live:  # the live view shows them itself
+            for line in health_news(agent.health, seen):
+                echo(f"demo: {house.snapshot().clock}: {line}")
         now = time.monotonic()
         if live or now - last_print >= 10:
             last_print = now

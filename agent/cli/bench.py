@@ -184,11 +184,15 @@ def bench_intents(languages: tuple[str, ...]) -> None:
 @click.option("--healthy", default=30, show_default=True, help="Healthy days.")
 def bench_diagnose(seeds: int, healthy: int) -> None:
     """Fault diagnosis over seeded simulated days (held-out seeds and fault sizes): precision,
-    recall and time to detect per fault kind, false alarms per device-day on healthy days."""
+    recall and time to detect per fault kind, false alarms per device-day on healthy days, and
+    the time a room spends out of band during a sensor fault with and without diagnosis."""
     from agent.bench.diagnose import run_bench
 
     setup_logging("WARNING")
     ok = run_bench(seeds=seeds, healthy=healthy, echo=click.echo)
+    from agent.bench.outofband import run_outofband
+
+    run_outofband(seeds=seeds, echo=click.echo)
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
 
 

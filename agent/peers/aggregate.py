@@ -14,6 +14,11 @@ so independent of order), members are sorted by id, and every tie has a fixed ru
   The decision's ``scores`` are the vote shares.
 - ``value``: the mean of the values of the members whose own action is the group's action
   and who gave one; None if none did.
+- ``health`` (an optional result field, ``{input: "ok" | "suspect" | "faulty"}``): a member
+  that says one of its inputs is faulty is left out (``left_out`` of the decision) and the
+  quorum counts only the others. A member can only leave itself out this way: its result is
+  its own (the topic, the signature), so a forged health cannot drop another member, and a
+  result claiming "ok" weighs what any result did before.
 - Fewer results than ``quorum``: :class:`NoDecision` with the reason.
 - ``robust`` (``peers.robust``, method ``mean`` only): the scores are the coordinate-wise
   median or trimmed mean of the members' scores (:mod:`agent.peers.robust`), renormalised to
@@ -45,6 +50,8 @@ from agent.peers.robust import Robust
 Method = Literal["mean", "vote"]
 METHODS: tuple[Method, ...] = ("mean", "vote")
 SUM_TOLERANCE = 1e-6
+HEALTH_STATES = ("ok", "suspect", "faulty")
+MAX_HEALTH_INPUTS = 64  # a result names at most this many inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,12 @@ class Result:
     scores: Mapping[str, float]
     model_sha256: str | None = None
     group: str | None = None
+    health: Mapping[str, str] = field(default_factory=dict)  # input -> ok / suspect / faulty
+
+    @property
+    def faulty(self) -> bool:
+        """The member says one of the inputs it decided on is faulty."""
+        return "faulty" in self.health.values()
 
 
 def parse_result(payload: bytes | str) -> Result:
@@ -90,7 +103,22 @@ def parse_result(payload: bytes | str) -> Result:
         scores=scores,
         model_sha256=sha,
         group=None if data.get("group") is None else wire.word(data, "group", what),
+        health=_health(data.get("health")),
     )
+
+
+def _health(raw: object) -> dict[str, str]:
+    """The optional ``health`` of a result's inputs; anything malformed refuses the result."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_HEALTH_INPUTS:
+        raise AgentError(f"result: health must be an object of at most {MAX_HEALTH_INPUTS} "
+                         f"inputs, got {str(raw)[:80]!r}")
+    for name, state in raw.items():
+        if len(name) > 200 or state not in HEALTH_STATES:
+            raise AgentError(f"result: health of {name[:80]!r} must be ok, suspect or faulty, "
+                             f"got {str(state)[:80]!r}")
+    return dict(raw)
 
 
 def _scores(raw: object) -> dict[str, float]:
@@ -122,6 +150,7 @@ class GroupDecision:
     group: str | None = None
     window: int | None = None
     leader: str | None = None  # the member that published it
+    left_out: tuple[str, ...] = ()  # members whose inputs are faulty
 
     @property
     def decision_id(self) -> str:
@@ -140,6 +169,7 @@ class GroupDecision:
             "group": self.group,
             "window": self.window,
             "leader": self.leader,
+            **({"left_out": list(self.left_out)} if self.left_out else {}),
         }
 
     def to_payload(self) -> bytes:
@@ -157,6 +187,7 @@ class NoDecision:
     group: str | None = None
     window: int | None = None
     leader: str | None = None
+    left_out: tuple[str, ...] = ()
     action: None = field(default=None, init=False)
 
     @property
@@ -175,6 +206,7 @@ class NoDecision:
             "group": self.group,
             "window": self.window,
             "leader": self.leader,
+            **({"left_out": list(self.left_out)} if self.left_out else {}),
         }
 
     def to_payload(self) -> bytes:
@@ -200,21 +232,20 @@ def parse_outcome(payload: bytes | str) -> Outcome:
     method = data.get("method")
     if method not in METHODS:
         raise AgentError(f"decision: method must be mean or vote, got {method!r}")
-    members = data.get("members")
-    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-        raise AgentError(f"decision: members must be a list of agent ids, got {members!r}")
+    members = _agents(data.get("members"), "members")
     window = data.get("window")
     if window is not None:
         window = wire.integer(data, "window", what, minimum=-(2**63))
     common: dict[str, Any] = {
         "policy": wire.word(data, "policy", what),
         "ts": wire.number(data, "ts", what),
-        "members": tuple(members),
+        "members": members,
         "method": method,
         "quorum": wire.integer(data, "quorum", what, minimum=1),
         "group": None if data.get("group") is None else wire.word(data, "group", what),
         "window": window,
         "leader": None if data.get("leader") is None else wire.word(data, "leader", what),
+        "left_out": _agents(data.get("left_out", []), "left_out"),
     }
     if data.get("action") is None:
         return NoDecision(reason=wire.text(data, "reason", what), **common)
@@ -227,6 +258,12 @@ def parse_outcome(payload: bytes | str) -> Outcome:
         scores={str(k): wire.number(scores, k, what) for k in scores},
         **common,
     )
+
+
+def _agents(raw: object, key: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+        raise AgentError(f"decision: {key} must be a list of agent ids, got {raw!r}")
+    return tuple(raw)
 
 
 def aggregate(
@@ -246,12 +283,16 @@ def aggregate(
     the latest ``window_end`` among the results, so every member computes the same payload.
     """
     name = _check(results, method, quorum, actions, policy)
-    ordered = sorted(results, key=lambda r: r.agent)
+    everyone = sorted(results, key=lambda r: r.agent)
+    when = ts if ts is not None else max((r.window_end for r in everyone), default=0.0)
+    ordered = [r for r in everyone if not r.faulty]
+    left_out = tuple(r.agent for r in everyone if r.faulty)
     members = tuple(r.agent for r in ordered)
-    when = ts if ts is not None else max((r.window_end for r in ordered), default=0.0)
     if len(ordered) < quorum:
         reason = f"{len(ordered)} result(s) by the deadline, quorum is {quorum}"
-        return NoDecision(name, when, reason, members, method, quorum)
+        if left_out:
+            reason += f" ({len(left_out)} more left out: their inputs are faulty)"
+        return NoDecision(name, when, reason, members, method, quorum, left_out=left_out)
     weights = _weights(ordered, weighted)
     if method == "mean":
         scores = _mean(ordered, weights, actions)
@@ -267,7 +308,8 @@ def aggregate(
         action = _best(actions, tally, mass)
     values = [r.value for r in ordered if r.action == action and r.value is not None]
     value = math.fsum(values) / len(values) if values else None
-    return GroupDecision(name, when, action, value, scores, members, method, quorum)
+    return GroupDecision(name, when, action, value, scores, members, method, quorum,
+                         left_out=left_out)
 
 
 def _check(

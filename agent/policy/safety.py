@@ -27,11 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.actionvalues import value_required
-from agent.config import ActuatorConfig, Config, InterlockConfig, SafetyConfig
+from agent.config import (
+    HEALTH_CONDITION,
+    ActuatorConfig,
+    Config,
+    InterlockConfig,
+    SafetyConfig,
+)
 from agent.errors import ConfigError
 from agent.numbers import finite_number as _number
 
 Reading = Callable[[str, str], float | None]  # (device, quantity) -> latest cleaned value
+# "device/name" -> (state, fault) of a series or actuator, None while unknown
+HealthLookup = Callable[[str], tuple[str, str | None] | None]
 SOURCES = ("policy", "intent", "interlock")
 KINDS = (  # the refusal counters, in the order the rules run
     "malformed",
@@ -120,7 +128,7 @@ class _Condition:
         device, quantity, op, number = match.groups()
         return cls(device, quantity, op, float(number))
 
-    def holds(self, reading: Reading) -> bool:
+    def holds(self, reading: Reading, health: HealthLookup) -> bool:
         """True only on a known, finite reading that meets the condition."""
         value = reading(self.device, self.quantity)
         if value is None or not math.isfinite(value):
@@ -132,11 +140,50 @@ class _Condition:
 
 
 @dataclass(frozen=True)
+class _HealthCondition:
+    """``device/name is faulty`` (or ``suspect``, which faulty also is, or one fault's name)."""
+
+    key: str
+    word: str
+
+    @classmethod
+    def parse(cls, text: str) -> _HealthCondition | None:
+        match = HEALTH_CONDITION.match(text.strip())
+        if match is None:
+            return None
+        device, name, word = match.groups()
+        return cls(f"{device}/{name}", word)
+
+    def holds(self, reading: Reading, health: HealthLookup) -> bool:
+        """True only on a known health that meets the condition; unknown is not faulty."""
+        known = health(self.key)
+        if known is None:
+            return False
+        state, fault = known
+        if self.word == "suspect":
+            return state in ("suspect", "faulty")
+        if self.word == "faulty":
+            return state == "faulty"
+        return state == "faulty" and fault == self.word
+
+    def __str__(self) -> str:
+        return f"{self.key} is {self.word}"
+
+
+def _when(text: str) -> _Condition | _HealthCondition:
+    return _HealthCondition.parse(text) or _Condition.parse(text)
+
+
+def _no_health(key: str) -> tuple[str, str | None] | None:
+    return None
+
+
+@dataclass(frozen=True)
 class _Forcing:
     """``when`` + ``then``; ``policy`` is the policy whose allow-list the forced command uses."""
 
     name: str
-    when: _Condition
+    when: _Condition | _HealthCondition
     then: _Target
     policy: str
     ttl: float
@@ -210,6 +257,8 @@ class SafetyLayer:
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._lock = threading.RLock()  # check-and-reserve is one step (module docstring)
         self.refusals: Counter[str] = Counter()
+        # health of series and actuators, for interlocks that name a fault; set by the agent
+        self.health: HealthLookup = _no_health
         self._forcings, self._exclusions = self._interlocks(config.interlocks)
 
     # -- building ---------------------------------------------------------------------------
@@ -232,7 +281,7 @@ class SafetyLayer:
                     )
                     continue
                 ttl = self._safety[policy].command_ttl
-                forcings.append(_Forcing(lock.name, _Condition.parse(lock.when), then, policy, ttl))
+                forcings.append(_Forcing(lock.name, _when(lock.when), then, policy, ttl))
         if errors:
             raise ConfigError(errors)
         return forcings, exclusions
@@ -311,7 +360,7 @@ class SafetyLayer:
             then = lock.then
             if (then.device, then.actuator) != (p.device, p.actuator):
                 continue
-            if not lock.when.holds(reading):
+            if not lock.when.holds(reading, self.health):
                 continue
             if p.action != then.action:
                 return _Refused(
@@ -414,7 +463,7 @@ class SafetyLayer:
         with self._lock:
             for lock in self._forcings:
                 then = lock.then
-                if not lock.when.holds(reading) or self._in_hand(lock, now):
+                if not lock.when.holds(reading, self.health) or self._in_hand(lock, now):
                     continue
                 proposal = Proposal(
                     lock.policy, then.device, then.actuator, then.action, None, "interlock"

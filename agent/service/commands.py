@@ -104,8 +104,10 @@ class Sender:
         value: float | None,
         answer: Answer,
         model_sha256: str | None,
+        health: dict[str, str] | None = None,
     ) -> None:
-        """Publish this agent's decision (SPEC 6): what its group aggregates."""
+        """Publish this agent's decision (SPEC 6): what its group aggregates, with the health
+        of the inputs it decided on (a group leaves out a member whose input is faulty)."""
         every = policy.every
         result: dict[str, Any] = {
             "agent": self.agent_id,
@@ -121,6 +123,8 @@ class Sender:
         }
         if policy.peers is not None:
             result["group"] = policy.peers.group
+        if health:
+            result["health"] = health
         topic = f"{self.prefix}/agents/{self.agent_id}/results/{policy.name}"
         self.publish(topic, json.dumps(result, separators=(",", ":")).encode(), qos=1)
 

@@ -88,6 +88,8 @@ class DecisionService:
         self.decisions = 0
         # diagnosis: True when a policy must hold off (a faulty input); set by the runtime
         self.hold: Callable[[PolicyConfig, str], bool] | None = None
+        # the health of a policy's inputs, carried in its results (set with hold)
+        self.input_health: Callable[[PolicyConfig], dict[str, str]] | None = None
 
     @property
     def worker(self) -> InferenceWorker | None:
@@ -202,7 +204,8 @@ class DecisionService:
         action = answer.action
         value = value_for(policy, action, situation.band)
         actuator = policy.actuators[0]
-        self.send.result(policy, now, action, value, answer, self.model_sha256)
+        health = None if self.input_health is None else self.input_health(policy)
+        self.send.result(policy, now, action, value, answer, self.model_sha256, health)
         if policy.name in self.states:
             self.states[policy.name].last_digest = situation.digest
         decision_id = uuid.uuid4().hex

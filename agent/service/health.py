@@ -114,6 +114,27 @@ class HealthService:
         self.per_device: dict[str, int] = {}
         self.ignored = 0  # readings and states of series or actuators not tracked
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's new diagnosis settings, rooms and actuators; what has been learnt about
+        each series (its history, its health) is kept."""
+        with self.lock:
+            self.config = config
+            self.enabled = config.diagnosis.enabled
+            self.diagnoser.layout = layout_of(config)
+            self.actuator_keys = {a.key for p in config.policies for a in p.actuators}
+            for monitor in self.diagnoser.actuators.values():
+                monitor.timing = self.diagnoser.layout.timing
+
+    def lookup(self, key: str) -> tuple[str, str | None] | None:
+        """(state, fault) of sensor series or actuator ``key`` (``device/name``), if tracked;
+        for interlocks that name a fault. Nothing while diagnosis is off."""
+        if not self.enabled:
+            return None
+        with self.lock:
+            health = (self.diagnoser.health("sensor", key)
+                      or self.diagnoser.health("actuator", key))
+        return None if health is None else (health.state, health.fault)
+
     def filters(self) -> list[str]:
         """Our own commands, to see whether each actuator answers them."""
         watch = self.config.policies and self.config.security.command_key_file is not None
@@ -270,6 +291,14 @@ class HealthService:
                     return key, health
         return None
 
+    def inputs(self, policy: PolicyConfig) -> dict[str, str]:
+        """The state of each of ``policy``'s inputs the diagnosis tracks, for its results."""
+        if not self.enabled:
+            return {}
+        with self.lock:
+            healths = {key: self.diagnoser.health("sensor", key) for key in policy.inputs}
+        return {key: h.state for key, h in healths.items() if h is not None}
+
     def pause_changed(self, policy: PolicyConfig, why: tuple[str, Health] | None,
                       action: str) -> bool:
         """Record whether ``policy`` is paused; True (and an event) when that changed."""
@@ -295,6 +324,13 @@ class HealthService:
         log.warning("%s", text)
         self.publish(self.topic_faults, dumps(event), qos=1)
         return True
+
+    def problems(self) -> list[tuple[str, str, Health]]:
+        """Every series and actuator that is not ok: (kind, key, health), by key."""
+        with self.lock:
+            found = [(kind, key, t.health) for (kind, key), t in self.diagnoser.trackers.items()
+                     if t.health.state != "ok"]
+        return sorted(found, key=lambda row: row[1])
 
     def gauges(self) -> tuple[dict[tuple[str, str], tuple[str, str | None]], dict[str, str]]:
         """For the metrics endpoint: every health as (state, fault); the paused policies."""

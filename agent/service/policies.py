@@ -78,13 +78,16 @@ def build_decisions(agent: Agent) -> None:
 
 
 def attach_health(agent: Agent, key: bytes) -> None:
-    """Diagnosis signs the safe actions it sends, and holds off a policy with a faulty input."""
+    """Diagnosis signs the safe actions it sends, holds off a policy with a faulty input, and
+    tells the safety layer the health that interlocks may name."""
     from agent.service.holding import held
 
     agent.health.key = key
     decisions = agent.decisions
     if decisions is not None:
+        decisions.safety.health = agent.health.lookup  # interlocks that name a fault
         decisions.hold = lambda policy, trigger: held(decisions, agent.health, policy, trigger)
+        decisions.input_health = agent.health.inputs
 
 
 def start_decisions(agent: Agent) -> None:

@@ -1,5 +1,5 @@
-"""Reloading the configuration on SIGHUP: sensors, policies and interlocks change in place;
-what needs a restart is named; a bad file is refused and the running one kept."""
+"""Reloading the configuration on SIGHUP: sensors, policies, interlocks and diagnosis change in
+place; what needs a restart is named; a bad file is refused and the running one kept."""
 
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ def needs_restart(old: Config, new: Config) -> list[str]:
         later.append("policies[].peers")
     if bool(new.policies) != bool(old.policies):
         later.append("policies (from none or to none)")
+    if new.diagnosis.enabled and not old.diagnosis.enabled:
+        later.append("diagnosis.enabled (watching the actuators' commands)")
     return later
 
 
 def reload(agent: Agent, path: Path) -> bool:
-    """Apply new sensor settings, policies and interlocks from ``path`` without dropping a
-    reading; a bad file is refused and the running configuration kept."""
+    """Apply new sensor settings, policies, interlocks and diagnosis settings from ``path``
+    without dropping a reading; a bad file is refused and the running configuration kept."""
     from agent.policy.intents import Registry
     from agent.policy.safety import SafetyLayer
     from agent.service.policies import swap_decisions
@@ -46,6 +48,7 @@ def reload(agent: Agent, path: Path) -> bool:
                 "sensors": new.sensors,
                 "policies": new.policies,
                 "interlocks": new.interlocks,
+                "diagnosis": new.diagnosis,
             }
         )
         safety = SafetyLayer(merged)
@@ -65,8 +68,10 @@ def reload(agent: Agent, path: Path) -> bool:
     if agent.decisions is not None and bool(merged.policies):
         swap_decisions(agent, merged, safety)
         agent.registry = Registry(merged)
+    agent.health.reconfigure(merged)
     agent.config = merged
     agent.homeassistant.config = merged
-    log.info("reloaded sensors, policies and interlocks from %s", path)
+    agent.schedule_health()
+    log.info("reloaded sensors, policies, interlocks and diagnosis from %s", path)
     agent.publish_status()
     return True

@@ -170,9 +170,7 @@ class Agent:
         self.scheduler.add_job(
             self.heartbeat.beat, "interval", seconds=10, id="heartbeat", executor=VITAL
         )
-        if self.config.diagnosis.enabled:
-            self.scheduler.add_job(self.health.tick, "interval", id="health", max_instances=1,
-                                   seconds=self.config.diagnosis.check_every, coalesce=True)
+        self.schedule_health()
         self.heartbeat.beat()
         if self.config.metrics.port is not None:
             self.metrics = serve_metrics(self)
@@ -395,6 +393,16 @@ class Agent:
     def _on_connected(self) -> None:
         self.publish_status()
         self.homeassistant.on_connected()
+
+    def schedule_health(self) -> None:
+        """The diagnosis checks every ``diagnosis.check_every`` while it is enabled (a reload
+        may change either)."""
+        job = self.scheduler.get_job("health")
+        if job is not None:
+            job.remove()
+        if self.config.diagnosis.enabled:
+            self.scheduler.add_job(self.health.tick, "interval", id="health", max_instances=1,
+                                   seconds=self.config.diagnosis.check_every, coalesce=True)
 
     def reload(self, path: Path) -> bool:
         """SIGHUP: see :func:`agent.service.reload.reload`."""
