@@ -46,6 +46,7 @@ from agent.errors import BrokerError
 log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
+REDELIVER_DELAY = 0.05  # seconds before the reconnect that asks the broker to send again
 PACKET_OVERHEAD = 4096  # fixed header, topic and properties around the largest payload taken
 
 
@@ -139,9 +140,10 @@ class MqttClient:
         )
         client.max_inflight_messages_set(max(20, cfg.receive_maximum))
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(
-            max(1, int(cfg.reconnect.min_delay)), max(1, int(cfg.reconnect.max_delay))
-        )
+        self._min_delay = max(1, int(cfg.reconnect.min_delay))
+        self._max_delay = max(1, int(cfg.reconnect.max_delay))
+        self._redelivering = False
+        client.reconnect_delay_set(self._min_delay, self._max_delay)
         try:
             credentials(client, cfg)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -245,8 +247,15 @@ class MqttClient:
         return True
 
     def redeliver(self) -> None:
-        """Reconnect so the broker sends again what we received but did not acknowledge."""
+        """Reconnect so the broker sends again what we received but did not acknowledge.
+
+        At once, not after ``reconnect.min_delay`` (a second at least): the broker is up and
+        has a backlog for us. The backoff still doubles from there if it is not, and the
+        configured delays are back once connected."""
         if self.connected:
+            # paho's delays are seconds; it takes a float although it declares an int
+            self._client.reconnect_delay_set(REDELIVER_DELAY, self._max_delay)  # type: ignore[arg-type]
+            self._redelivering = True
             self._drop_connection()
 
     def _drop_connection(self) -> None:
@@ -298,6 +307,9 @@ class MqttClient:
             self._unacked = 0
         self._probe = None
         no_delay(client.socket())
+        if self._redelivering:
+            self._redelivering = False
+            client.reconnect_delay_set(self._min_delay, self._max_delay)
         log.info(
             "connected to %s:%d (MQTT %s, session %s)",
             self.cfg.host,
