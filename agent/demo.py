@@ -60,8 +60,17 @@ def demo_config(
         )
         for p in base.policies
     ]
+    d = base.diagnosis
+    # the actuators' timing is in the agent's (real) seconds: scaled like the home's clock
+    diagnosis = d.model_copy(update={
+        "check_every": max(0.5, d.check_every * 60 / speed),
+        "effect_after": d.effect_after / speed,
+        "fight_window": d.fight_window / speed,
+        "fight_memory": d.fight_memory / speed,
+    })
     return base.model_copy(
         update={
+            "diagnosis": diagnosis,
             "agent": base.agent.model_copy(update={"data_dir": data_dir, "status_interval": 2.0}),
             "mqtt": base.mqtt.model_copy(update={"host": broker.host, "port": broker.port}),
             "security": base.security.model_copy(update={"command_key_file": key_file}),
@@ -155,7 +164,8 @@ def health_news(health: HealthService, seen: set[tuple[str, ...]]) -> list[str]:
     now.update({("paused", name, key): f"policy {name} is paused until {key} is healthy again"
                 for name, key in health.paused.items()})
     out = [now[k] for k in sorted(set(now) - seen)]
-    for gone in sorted(seen - set(now)):
+    still = {k[:2] for k in now}  # a suspect turned faulty is not healthy again
+    for gone in sorted({k[:2] for k in seen} - still):
         out.append(f"{gone[1]} is healthy again" if gone[0] == "health"
                    else f"policy {gone[1]} resumes")
     seen.clear()

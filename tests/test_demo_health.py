@@ -36,8 +36,8 @@ def stuck_service(tmp_path: Path) -> HealthService:
 
 def test_a_faulty_thermometer_is_marked_explained_and_its_pause_shown(tmp_path: Path) -> None:
     svc = stuck_service(tmp_path)
-    seen: set[tuple[str, ...]] = set()
-    news = health_news(svc, seen)
+    seen: set[tuple[str, ...]] = {("health", KEY_NAME, "suspect", "stuck")}
+    news = health_news(svc, seen)  # a suspicion that became a fault is not "healthy again"
     assert len(news) == 1 and news[0].startswith(
         "livingroom-1/temperature faulty: livingroom-1 temperature looks stuck at 21.5")
     assert health_news(svc, seen) == []  # told once
@@ -63,21 +63,35 @@ def test_a_healthy_home_shows_no_health_lines(tmp_path: Path) -> None:
     assert _mark(svc, KEY_NAME) == ""
 
 
-@pytest.mark.broker
-@pytest.mark.slow
-def test_the_failing_sensor_demo_shows_the_agent_pausing_and_explaining(tmp_path: Path) -> None:
+def demo_lines(tmp_path: Path, scenario: str, duration: float) -> str:
     data = read_yaml(HOME.read_text())
     for policy in data["policies"]:
         policy["engine"] = "rules"  # no model to load: the demo's diagnosis is what is shown
     data["model"]["path"] = str(tmp_path / "no-model.gguf")
-    data["diagnosis"] = {"check_every": "500ms"}
     home = tmp_path / "home.yaml"
     home.write_text(yaml.safe_dump(data))
     lines: list[str] = []
-    run_demo(config_path=home, scenario="failing-sensor", duration=40, speed=600,
+    run_demo(config_path=home, scenario=scenario, duration=duration, speed=600,
              data_dir=tmp_path / "demo", live=False, echo=lines.append)
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_the_failing_sensor_demo_shows_the_agent_pausing_and_explaining(tmp_path: Path) -> None:
+    text = demo_lines(tmp_path, "failing-sensor", 40)
     assert "livingroom-1/temperature faulty: livingroom-1 temperature looks stuck" in text, text
     assert ("policy livingroom-climate is paused until livingroom-1/temperature is healthy "
             "again") in text
     assert "!! FAULTY stuck" in text  # the room's line in the periodic view
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_the_failing_actuator_demo_explains_the_dead_hvac_and_the_deaf_one(
+        tmp_path: Path) -> None:
+    text = demo_lines(tmp_path, "failing-actuator", 60)
+    assert "livingroom-hvac/hvac faulty: livingroom-hvac hvac has been set to" in text, text
+    assert "it seems to have no effect" in text
+    assert "bedroom-hvac/hvac faulty: bedroom-hvac hvac did not report any state" in text
+    assert "bedroom-hvac/hvac is healthy again" not in text

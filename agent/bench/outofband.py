@@ -157,6 +157,8 @@ def run_outofband(seeds: int = 10, hours: float = 24.0, first_seed: int = 900_00
             for mode in MODES:
                 table.add(kind, mode, run_trace(kind, first_seed + 1000 + i,
                                                 sizes[i % len(sizes)], mode, hours))
+    echo(f"time out of band during a sensor fault, rules policy on the faulty series: without "
+         f"diagnosis, paused with off, paused with hold ({seeds} traces per fault)")
     for line in table.lines():
         echo(line)
     return table
