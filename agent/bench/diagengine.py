@@ -1,0 +1,52 @@
+"""The diagnose engines as bench diagnose runs them: the bundled model on one thread, a head per
+quantity trained on ``config/diagnose/train.jsonl``, the gate on ``gate.jsonl`` (held-out
+seeds and sizes), and every embedding cached in ``~/.cache/edge-agent``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from agent.diagnosis import learn
+from agent.diagnosis.engine import DiagnoseEngine, Vector
+from agent.errors import AgentError
+from agent.inference.locate import locate
+from agent.inference.model import Model
+
+CACHE_DIR = Path.home() / ".cache" / "edge-agent"
+
+
+def prepare(echo: Callable[[str], None], corpus: Path = learn.CORPUS,
+            first_seed: int = 900_000) -> tuple[dict[str, DiagnoseEngine],
+                                                dict[str, DiagnoseEngine]]:
+    """(an engine per quantity with a head, the ones the gate picked)."""
+    train, held = learn.load(corpus / "train.jsonl"), learn.load(corpus / "gate.jsonl")
+    shared = learn.overlap(train, held)
+    if shared or any(r.seed >= first_seed for r in train + held):
+        raise AgentError(f"the gate's traces share {', '.join(shared) or 'bench seeds'} "
+                         f"with training")
+    found = locate("bundled:smollm2-135m")
+    model = Model(found.path, threads=1, context=512, sha256=found.sha256)
+    cache = learn.VectorCache(CACHE_DIR / f"diagnose-{found.sha256[:16]}.npz")
+
+    def vectors(texts: Iterable[str]) -> dict[str, Vector]:
+        got = cache.get(texts, model.embed)
+        cache.save()
+        return got
+
+    def embed(text: str) -> Vector:
+        return vectors([text])[text]
+
+    engines, picked = {}, {}
+    for quantity in learn.quantities(train):
+        head = learn.train(train, quantity, [], vectors)
+        if head is None:
+            continue
+        engines[quantity] = DiagnoseEngine(quantity, head, embed)
+        verdict = learn.gate(head, held, quantity, vectors)
+        echo(f"gate {quantity}: {verdict.engine} ({verdict.reason}); min(precision, recall) "
+             f"per kind on held-out windows, statistical {verdict.status()['statistical']}, "
+             f"model {verdict.status()['model']}")
+        if verdict.engine == "model":
+            picked[quantity] = DiagnoseEngine(quantity, head, embed)
+    return engines, picked
