@@ -56,7 +56,9 @@ def features(monitor: SeriesMonitor, now: float) -> Features:
         spikes = d.spike_count(window, scale, floor)
     noise = None
     if base and len(window) >= 20:
-        noise = d.robust_scale(d.steps(window)) / base
+        scale = d.robust_scale(d.steps(window))
+        # steps smaller than a fifth of the smallest spike are no noise worth the name
+        noise = scale / base if floor is None or scale > floor / 5 else min(1.0, scale / base)
     drift = None
     tol = monitor.limits.drift_tolerance
     if tol and len(monitor.baseline) >= 60 and len(monitor.residuals) >= 10:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.diagnosis.engine import OK_CLASS, Pick, Vector, pick, scores, train_head
+from agent.diagnosis.engine import FAULTY_P, OK_CLASS, Pick, Vector, pick, scores, train_head
 from agent.errors import AgentError
 from agent.policy.head import SoftmaxHead
 
@@ -107,6 +107,12 @@ def train(rows: Sequence[Row], quantity: str, extra: Sequence[tuple[str, str]],
     return train_head(vectors({t for t, _, _ in mine}), mine)
 
 
+def decided(classes: Sequence[str], probs: Sequence[float]) -> str:
+    """What the engine reports as faulty: a fault only at ``FAULTY_P`` or more, as in the agent."""
+    best = max(range(len(classes)), key=lambda i: probs[i])
+    return classes[best] if probs[best] >= FAULTY_P else OK_CLASS
+
+
 def gate(head: SoftmaxHead, rows: Sequence[Row], quantity: str,
          vectors: Callable[[Iterable[str]], dict[str, Vector]]) -> Pick:
     """Model against detectors on the held-out windows of ``quantity`` (each counted as often
@@ -114,7 +120,8 @@ def gate(head: SoftmaxHead, rows: Sequence[Row], quantity: str,
     mine = [r for r in rows if r.quantity == quantity]
     got = vectors({r.digest for r in mine})
     texts = sorted(got)
-    predicted = dict(zip(texts, head.predict(np.array([got[t] for t in texts])), strict=True))
+    probs = head.proba(np.array([got[t] for t in texts], dtype=np.float64))
+    predicted = {t: decided(head.classes, p) for t, p in zip(texts, probs, strict=True)}
     labels, stat, model = [], [], []
     for r in mine:
         labels += [r.label] * r.count

@@ -327,12 +327,12 @@ class HealthService:
 
     # -- people's answers ----------------------------------------------------------------------
 
-    def answer(self, request_id: object, text: str, origin: str = "intent"
-               ) -> dict[str, Any] | None:
+    def answer(self, request_id: object, text: str) -> dict[str, Any] | None:
         """A reply (SPEC 7's shape, with ``diagnosis``) when ``text`` confirms or dismisses a
         sensor's fault; None when it is no answer about a sensor."""
         if not self.enabled:
             return None
+        origin = "cli" if str(request_id).startswith("cli-") else "intent"
         with self.lock:
             unhealthy = {k: t.health.fault or "" for (kind, k), t in self.diagnoser.trackers.items()
                          if kind == "sensor" and t.health.state != OK}

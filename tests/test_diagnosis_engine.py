@@ -1,0 +1,212 @@
+"""The diagnose engine: the digest of a series' window, the split between training and held-out
+traces, the gate per quantity (with the real model's embeddings), the engine inside the
+diagnoser (embedding off the check), and a dismissed fault."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.bench.diagnose import held_out_plan
+from agent.diagnosis import learn
+from agent.diagnosis.digest import digest, features
+from agent.diagnosis.engine import DiagnoseEngine, KindScore, Vector, pick
+from agent.diagnosis.fleet import Diagnoser
+from agent.diagnosis.series import SeriesMonitor
+from agent.diagnosis.verdict import FAULTY, OK
+from agent.inference.model import Model
+from firmware_sim.traces import SIZES
+from tests.helpers import bundled
+
+
+def feed(monitor: SeriesMonitor, values: Iterable[float], start: float = 0.0) -> float:
+    t = start
+    for v in values:
+        t += 60
+        monitor.observe(t, v)
+    return t
+
+
+def test_the_digest_is_the_same_text_for_the_same_window_and_says_stuck() -> None:
+    rng = random.Random(3)
+    noisy = [round(21 + rng.gauss(0, 0.1), 2) for _ in range(120)]
+    texts = []
+    for _ in range(2):
+        m = SeriesMonitor("a-1", "temperature")
+        t = feed(m, noisy)
+        m.findings(t + 1)
+        texts.append(digest(features(m, t + 1)))
+    assert texts[0] == texts[1]
+    assert "Repeats: changing" in texts[0] and "Last reading: just now" in texts[0]
+    t = feed(m, [21.37] * 15, t)
+    m.findings(t + 1)
+    assert "many identical readings, very rare for it" in digest(features(m, t + 1))
+    m.findings(t + 3600)
+    assert "Last reading: very late" in digest(features(m, t + 3600))
+
+
+def test_no_training_seed_or_size_is_ever_evaluated() -> None:
+    train = learn.load(learn.CORPUS / "train.jsonl")
+    gate = learn.load(learn.CORPUS / "gate.jsonl")
+    assert train and gate and learn.overlap(train, gate) == []
+    bench = held_out_plan(seeds=20, healthy=30)
+    trained_seeds = {r.seed for r in train}
+    assert not trained_seeds & {seed for _, seed, _ in bench}
+    assert not trained_seeds & {r.seed for r in gate}
+    for kind, _, size in bench:
+        if kind is not None and len(set(SIZES[kind][0]) | set(SIZES[kind][1])) > 1:
+            assert size not in {r.size for r in train if r.kind == kind}, (kind, size)
+    # the check itself finds what is shared
+    leak = [*gate, learn.Row("stuck", train[0].seed, SIZES["stuck"][0][0], "temperature", "x",
+                             "stuck", "ok", 1)]
+    assert learn.overlap(train, leak) == [f"seed {train[0].seed}",
+                                          f"stuck size {SIZES['stuck'][0][0]:g}"]
+
+
+def score(value: float) -> KindScore:
+    return KindScore(value, value, 10)
+
+
+def test_the_gate_keeps_the_detectors_unless_the_model_is_no_worse_anywhere_and_better() -> None:
+    stat = {"stuck": score(1.0), "noisy": score(0.9), "ok": score(1.0)}
+    assert pick(stat, {"stuck": score(1.0), "noisy": score(0.95), "ok": score(1.0)}).engine \
+        == "model"
+    worse = pick(stat, {"stuck": score(0.9), "noisy": score(1.0), "ok": score(1.0)})
+    assert worse.engine == "statistical" and "stuck" in worse.reason
+    assert pick(stat, dict(stat)).engine == "statistical"  # a tie costs embeddings for nothing
+    assert pick(stat, {"stuck": score(1.0), "ok": score(1.0)}).engine == "statistical"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterable[Model]:
+    found = bundled()
+    yield Model(found.path, threads=1, context=512, sha256=found.sha256)
+
+
+@pytest.fixture(scope="module")
+def vectors(model: Model, tmp_path_factory: pytest.TempPathFactory) -> learn.VectorCache:
+    return learn.VectorCache(tmp_path_factory.mktemp("vectors") / "v.npz")
+
+
+def test_the_gate_on_held_out_traces_with_the_real_model(model: Model,
+                                                         vectors: learn.VectorCache) -> None:
+    train = learn.load(learn.CORPUS / "train.jsonl")
+    gate = learn.load(learn.CORPUS / "gate.jsonl")
+
+    def embed(texts: Iterable[str]) -> dict[str, Vector]:
+        return vectors.get(texts, model.embed)
+
+    head = learn.train(train, "temperature", [], embed)
+    assert head is not None and "stuck" in head.classes and "ok" in head.classes
+    verdict = learn.gate(head, gate, "temperature", embed)
+    for kind, s in verdict.statistical.items():  # whatever it picks is no worse than this
+        chosen = verdict.model if verdict.engine == "model" else verdict.statistical
+        assert chosen[kind].score >= s.score - 1e-9
+    # detectors that miss every stuck window: the same model now wins the gate
+    blind = [learn.Row(r.kind, r.seed, r.size, r.quantity, r.digest, r.label,
+                       "ok" if r.statistical == "stuck" else r.statistical, r.count)
+             for r in gate]
+    if verdict.model["stuck"].score > 0:
+        assert learn.gate(head, blind, "temperature", embed).engine == "model"
+    vectors.save()
+    assert vectors.path is not None and learn.VectorCache(vectors.path).vectors.keys() == \
+        vectors.vectors.keys()
+
+
+def test_the_engine_in_the_diagnoser_embeds_off_the_check(model: Model,
+                                                          vectors: learn.VectorCache) -> None:
+    train = learn.load(learn.CORPUS / "train.jsonl")
+    head = learn.train(train, "temperature", [],
+                       lambda texts: vectors.get(texts, model.embed))
+    assert head is not None
+    engine = DiagnoseEngine("temperature", head)  # no embed: the agent's way
+    diag = Diagnoser(start=0.0)
+    diag.engines = {"temperature": engine}
+    rng = random.Random(5)
+    t = 0.0
+    for i in range(120):
+        t = 60.0 * i
+        diag.reading("a-1", "temperature", t, round(21 + rng.gauss(0, 0.1), 2))
+        diag.reading("a-1", "humidity", t, round(45 + rng.gauss(0, 0.5), 1))
+        diag.check(t + 1)
+        filled = engine.fill(lambda text: vectors.get([text], model.embed)[text])
+        assert filled <= 8
+    assert engine.embedded >= 1 and not engine.wanted  # a quiet series: a few digests only
+    verdicts = []
+    for i in range(120, 160):  # stuck
+        t = 60.0 * i
+        diag.reading("a-1", "temperature", t, 21.42)
+        diag.reading("a-1", "humidity", t, round(45 + rng.gauss(0, 0.5), 1))
+        diag.check(t + 1)
+        engine.fill(lambda text: vectors.get([text], model.embed)[text])
+        verdicts.append(engine.cache.get(diag.digests["a-1/temperature"]))
+    assert any(v is not None and max(v, key=lambda c: v[c]) == "stuck" for v in verdicts)
+    health = diag.health("sensor", "a-1/temperature")
+    assert health is not None and health.state == FAULTY and health.fault == "stuck"
+
+
+def test_a_dismissed_fault_stays_quiet_until_it_ends_and_then_can_come_back() -> None:
+    diag = Diagnoser(start=0.0)
+    rng = random.Random(9)
+    t = 0.0
+
+    def step(i: int, value: float) -> None:
+        nonlocal t
+        t = 60.0 * i
+        diag.reading("a-1", "temperature", t, value)
+        diag.reading("a-1", "humidity", t, round(45 + rng.gauss(0, 0.5), 1))
+        diag.check(t + 1)
+
+    for i in range(100):
+        step(i, round(21 + rng.gauss(0, 0.1), 2))
+    for i in range(100, 115):
+        step(i, 21.5)
+    assert diag.faulty("a-1/temperature") is not None
+    before = diag.dismiss("a-1/temperature", t + 2)
+    assert before is not None and before.fault == "stuck"
+    for i in range(115, 130):  # still the same value: no alarm
+        step(i, 21.5)
+        health = diag.health("sensor", "a-1/temperature")
+        assert health is not None and health.state == OK
+    assert diag.dismissed == {"a-1/temperature": "stuck"}
+    for i in range(130, 200):
+        step(i, round(21 + rng.gauss(0, 0.1), 2))
+    assert diag.dismissed == {}
+    for i in range(200, 215):
+        step(i, 21.7)
+    again = diag.faulty("a-1/temperature")
+    assert again is not None and again.fault == "stuck"
+
+
+def test_people_s_labels_are_kept(tmp_path: Path) -> None:
+    from agent.storage import Store
+
+    store = Store(tmp_path / "x.db")
+    store.diagnosis_label_add(1.0, "a-1", "temperature", "dismissed", "stuck", "ok", "d1", "cli")
+    store.diagnosis_label_add(2.0, "a-1", "temperature", "confirmed", "stuck", "stuck", "d2",
+                              "intent")
+    store.diagnosis_label_add(3.0, "a-1", "humidity", "dismissed", None, "ok", "", "intent")
+    assert store.diagnosis_labels() == [("temperature", "d1", "ok"),
+                                        ("temperature", "d2", "stuck")]
+    store.close()
+
+
+def test_labels_move_the_head(model: Model, vectors: learn.VectorCache) -> None:
+    """A person's answer is a training example: a digest the corpus calls a fault, labelled ok
+    by people, comes out ok."""
+    train = learn.load(learn.CORPUS / "train.jsonl")
+
+    def embed(texts: Iterable[str]) -> dict[str, Vector]:
+        return vectors.get(texts, model.embed)
+
+    text = next(r.digest for r in train if r.label == "noisy" and r.statistical == "ok")
+    before = learn.train(train, "temperature", [], embed)
+    after = learn.train(train, "temperature", [(text, "ok")] * 5, embed)
+    assert before is not None and after is not None
+    x = np.asarray(embed([text])[text], dtype=np.float64)[None, :]
+    assert after.proba(x)[0][after.classes.index("ok")] > \
+        before.proba(x)[0][before.classes.index("ok")]
