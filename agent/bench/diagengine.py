@@ -44,9 +44,12 @@ def prepare(echo: Callable[[str], None], corpus: Path = learn.CORPUS,
             continue
         engines[quantity] = DiagnoseEngine(quantity, head, embed)
         verdict = learn.gate(head, held, quantity, vectors)
-        echo(f"gate {quantity}: {verdict.engine} ({verdict.reason}); min(precision, recall) "
-             f"per kind on held-out windows, statistical {verdict.status()['statistical']}, "
-             f"model {verdict.status()['model']}")
-        if verdict.engine == "model":
-            picked[quantity] = DiagnoseEngine(quantity, head, embed)
+        echo(f"gate {quantity} (held-out windows, min(precision, recall) statistical/model): "
+             + ", ".join(f"{k} {verdict.statistical[k].score:.3f}/{verdict.model[k].score:.3f}"
+                         f"->{'model' if k in verdict.model_kinds else 'stat'}"
+                         for k in verdict.statistical if k in verdict.model and k != "ok")
+             + f"; healthy windows {verdict.statistical['ok'].score:.4f}/"
+             f"{verdict.model['ok'].score:.4f}")
+        if verdict.model_kinds:
+            picked[quantity] = DiagnoseEngine(quantity, head, embed, verdict.model_kinds)
     return engines, picked

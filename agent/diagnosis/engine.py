@@ -34,11 +34,13 @@ CACHE = 4096  # digests whose probabilities are kept
 
 @dataclass
 class DiagnoseEngine:
-    """One quantity's head; ``classify`` a digest into (fault or "ok", probability)."""
+    """One quantity's head; ``classify`` a digest into (fault or "ok", probability). It judges
+    the fault ``kinds`` the gate gave it; the statistical detectors judge the others."""
 
     quantity: str
     head: SoftmaxHead
     embed: Callable[[str], Vector] | None = None
+    kinds: frozenset[str] = frozenset(SENSOR_FAULTS)  # the faults it judges (the gate's pick)
     name: str = "model"
     cache: OrderedDict[str, dict[str, float]] = field(default_factory=OrderedDict)
     wanted: OrderedDict[str, None] = field(default_factory=OrderedDict)
@@ -89,16 +91,25 @@ class DiagnoseEngine:
         return done
 
 
-def train_head(vectors: Mapping[str, Vector], rows: Iterable[tuple[str, str, int]],
-               cap: int = 20) -> SoftmaxHead | None:
-    """A head on ``(digest, label, count)`` rows, each digest's vector from ``vectors``; a row
-    counts ``min(count, cap)`` times, so a long healthy day does not drown the faults. None
-    when the rows hold fewer than two classes."""
+def weighted(rows: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Each distinct (digest, label) once, weighted by the square root of how often it occurred:
+    a long healthy day does not drown the faults, and a digest seen under two labels still
+    leans to the one seen more often."""
+    total: dict[tuple[str, str], int] = {}
+    for text, label, count in rows:
+        total[(text, label)] = total.get((text, label), 0) + max(1, count)
+    return [(t, lb, math.ceil(math.sqrt(n))) for (t, lb), n in sorted(total.items())]
+
+
+def train_head(vectors: Mapping[str, Vector], rows: Iterable[tuple[str, str, int]]
+               ) -> SoftmaxHead | None:
+    """A head on ``(digest, label, count)`` rows (:func:`weighted`), each digest's vector from
+    ``vectors``. None when the rows hold fewer than two classes."""
     texts: list[str] = []
     labels: list[str] = []
-    for text, label, count in rows:
-        texts += [text] * min(max(1, count), cap)
-        labels += [label] * min(max(1, count), cap)
+    for text, label, weight in weighted(rows):
+        texts += [text] * weight
+        labels += [label] * weight
     classes = [c for c in CLASSES if c in set(labels)]
     if len(classes) < 2:
         return None
@@ -142,30 +153,46 @@ def scores(labels: Sequence[str], predicted: Sequence[str],
 
 @dataclass(frozen=True, slots=True)
 class Pick:
-    engine: str  # "model" or "statistical"
-    reason: str
+    """The gate's verdict for one quantity: which engine judges each fault kind."""
+
+    kinds: dict[str, str]  # fault kind -> "model" or "statistical"
     statistical: dict[str, KindScore]
     model: dict[str, KindScore]
+
+    @property
+    def engine(self) -> str:
+        """"model" if the model judges any kind, else "statistical"."""
+        return "model" if self.model_kinds else "statistical"
+
+    @property
+    def model_kinds(self) -> frozenset[str]:
+        return frozenset(k for k, e in self.kinds.items() if e == "model")
+
+    @property
+    def reason(self) -> str:
+        if not self.model_kinds:
+            return "the model is better on no kind"
+        return f"the model is better on {', '.join(sorted(self.model_kinds))}"
 
     def status(self) -> dict[str, object]:
         return {
             "engine": self.engine,
-            "reason": self.reason,
+            "kinds": dict(self.kinds),
             "statistical": {k: round(s.score, 4) for k, s in self.statistical.items()},
             "model": {k: round(s.score, 4) for k, s in self.model.items()},
         }
 
 
 def pick(statistical: dict[str, KindScore], model: dict[str, KindScore]) -> Pick:
-    """The model only if it is no worse than the statistical detectors on every kind and better
-    on the whole; otherwise the statistical detectors (cheaper, and the baseline)."""
-    worse = [k for k, s in statistical.items()
-             if model.get(k, KindScore(0.0, 0.0, 0)).score < s.score - 1e-9]
-    if worse:
-        return Pick("statistical", f"the model is worse on {', '.join(worse)}", statistical,
-                    model)
-    gain = sum(model[k].score - s.score for k, s in statistical.items())
-    if gain <= 1e-9:
-        return Pick("statistical", "the model is no better", statistical, model)
-    return Pick("model", f"better by {gain:.3f} over {len(statistical)} kinds", statistical,
-                model)
+    """Per fault kind, the model only where it scores better than the statistical detectors
+    (precision counts its false alarms of that kind, on healthy windows too) and it raises no
+    more false alarms on healthy windows overall; a tie keeps the detectors (cheaper, and the
+    baseline). So the picked engine is never worse than the detectors on any kind."""
+    healthy_ok = model.get(OK_CLASS, KindScore(1.0, 1.0, 0)).score >= \
+        statistical.get(OK_CLASS, KindScore(1.0, 1.0, 0)).score - 1e-9
+    kinds = {}
+    for kind in SENSOR_FAULTS:
+        s, m = statistical.get(kind), model.get(kind)
+        better = s is not None and m is not None and m.score > s.score + 1e-9
+        kinds[kind] = "model" if better and healthy_ok else "statistical"
+    return Pick(kinds, statistical, model)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from agent.diagnosis.actuators import ActuatorMonitor, Timing
 from agent.diagnosis.detectors import fmt, usual_interval
 from agent.diagnosis.digest import digest, features
-from agent.diagnosis.engine import FAULTY_P, OK_CLASS, SENSOR_FAULTS, SUSPECT_P, DiagnoseEngine
+from agent.diagnosis.engine import FAULTY_P, OK_CLASS, SUSPECT_P, DiagnoseEngine
 from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK, Finding, Health, Tracker
 
@@ -187,15 +187,15 @@ class Diagnoser:
 
     def _model_findings(self, engine: DiagnoseEngine, key: str, monitor: SeriesMonitor,
                         text: str, now: float, found: list[Finding]) -> list[Finding]:
-        """The model's verdict on the digest instead of the detectors' on the faults it knows;
-        the detectors' findings while the digest is not embedded yet."""
+        """The model's verdict on the digest instead of the detectors' on the fault kinds the
+        engine judges; the detectors' findings while the digest is not embedded yet."""
         urgent = any(f.score >= 0.5 for f in found)
         verdict = engine.classify(key, text, now, urgent)
         if verdict is None:
             return found
         fault, p = verdict
-        kept = [f for f in found if f.fault not in SENSOR_FAULTS]
-        if fault == OK_CLASS or p < SUSPECT_P:
+        kept = [f for f in found if f.fault not in engine.kinds]
+        if fault == OK_CLASS or fault not in engine.kinds or p < SUSPECT_P:
             return kept
         same = next((f for f in found if f.fault == fault), None)
         evidence = dict(same.evidence) if same is not None else {}

@@ -13,13 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.diagnosis.engine import FAULTY_P, OK_CLASS, Pick, Vector, pick, scores, train_head
+from agent.diagnosis.engine import (
+    FAULTY_P,
+    OK_CLASS,
+    Pick,
+    Vector,
+    pick,
+    scores,
+    train_head,
+    weighted,
+)
 from agent.errors import AgentError
 from agent.policy.head import SoftmaxHead
 
 log = logging.getLogger(__name__)
 
 CORPUS = Path(__file__).resolve().parents[2] / "config" / "diagnose"
+ANSWER = 400  # windows a person's answer weighs as much as (weight 20 after the square root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +111,29 @@ def quantities(rows: Iterable[Row]) -> list[str]:
 def train(rows: Sequence[Row], quantity: str, extra: Sequence[tuple[str, str]],
           vectors: Callable[[Iterable[str]], dict[str, Vector]]) -> SoftmaxHead | None:
     """The head of one quantity on its training rows plus people's labels ``extra`` (digest,
-    label), each of those counted as much as a whole trace's worth of one digest."""
+    label), each of those weighing as much as ``ANSWER`` windows."""
     mine = [(r.digest, r.label, r.count) for r in rows if r.quantity == quantity]
-    mine += [(text, label, 20) for text, label in extra]
+    mine += [(text, label, ANSWER) for text, label in extra]
     return train_head(vectors({t for t, _, _ in mine}), mine)
+
+
+def member_data(rows: Sequence[Row], quantity: str, extra: Sequence[tuple[str, str]],
+                held: Sequence[Row], vectors: Callable[[Iterable[str]], dict[str, Vector]]
+                ) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """A member's data for a federated diagnose head of ``quantity``: its training windows and
+    people's answers, and held-out windows, embedded and weighted as :func:`train` weighs
+    them. Only the head's parameters ever leave the member."""
+    def expand(items: Iterable[tuple[str, str, int]]) -> tuple[np.ndarray, list[str]]:
+        items = weighted(items)
+        got = vectors({t for t, _, _ in items})
+        texts = [t for t, _, n in items for _ in range(n)]
+        labels = [lb for _, lb, n in items for _ in range(n)]
+        return np.array([got[t] for t in texts], dtype=np.float64), labels
+
+    x, y = expand([(r.digest, r.label, r.count) for r in rows if r.quantity == quantity]
+                  + [(t, lb, ANSWER) for t, lb in extra])
+    hx, hy = expand((r.digest, r.label, r.count) for r in held if r.quantity == quantity)
+    return x, y, hx, hy
 
 
 def decided(classes: Sequence[str], probs: Sequence[float]) -> str:

@@ -78,8 +78,8 @@ class DiagnoseLearning:
                 continue
             verdict = learn.gate(head, held, quantity, self.vectors)
             gates[quantity] = {**verdict.status(), "labels": len(extra)}
-            if verdict.engine == "model":
-                engines[quantity] = DiagnoseEngine(quantity, head)
+            if verdict.model_kinds:
+                engines[quantity] = DiagnoseEngine(quantity, head, kinds=verdict.model_kinds)
             log.info("diagnosis %s: %s engine (%s)", quantity, verdict.engine, verdict.reason)
         self.health.install(engines, gates)
         self.labels_used = len(labels)

@@ -19,7 +19,7 @@ from typing import Any
 from agent.config import Config, PolicyConfig
 from agent.diagnosis import answers
 from agent.diagnosis.actuators import Timing
-from agent.diagnosis.engine import DiagnoseEngine, Vector
+from agent.diagnosis.engine import SENSOR_FAULTS, DiagnoseEngine, Vector
 from agent.diagnosis.fleet import Change, Diagnoser, Layout
 from agent.diagnosis.intake import Measured, measured, state_of
 from agent.diagnosis.verdict import FAULTY, OK, Health
@@ -223,15 +223,18 @@ class HealthService:
     def topic(self, kind: str, key: str) -> str:
         return f"{self.base}/{key}" if kind == "sensor" else f"{self.base}/actuators/{key}"
 
-    def engine_of(self, kind: str, key: str) -> str:
-        """Which engine judges this series: "model" where the gate picked the diagnose engine
-        for its quantity, else "statistical" (actuators always)."""
-        if kind == "sensor" and key.split("/")[-1] in self.diagnoser.engines:
-            return "model"
-        return "statistical"
+    def engine_of(self, kind: str, key: str, fault: str | None = None) -> str:
+        """Which engine judges this series' ``fault``: "model" where the gate gave that fault
+        kind of its quantity to the diagnose engine, else "statistical" (actuators always);
+        for a healthy series, "model" if the engine judges any kind of it."""
+        engine = self.diagnoser.engines.get(key.split("/")[-1]) if kind == "sensor" else None
+        if engine is None or (fault is not None and fault not in engine.kinds):
+            return "statistical"
+        return "model"
 
     def _retain(self, kind: str, key: str, health: Health, now: float) -> None:
-        body = {**health.message(), "engine": self.engine_of(kind, key), "ts": round(now, 3)}
+        body = {**health.message(), "engine": self.engine_of(kind, key, health.fault),
+                "ts": round(now, 3)}
         self.publish(self.topic(kind, key), dumps(body), qos=1, retain=True)
 
     def _event(self, change: Change, now: float) -> None:
@@ -295,7 +298,7 @@ class HealthService:
                          if t.health.state != "ok"}
             quantities = sorted({m.quantity for m in self.diagnoser.series.values()}
                                 | set(self.gates))
-            engines = {q: self.gates.get(q, {"engine": "statistical"})["engine"]
+            engines = {q: {fault: self.engine_of("sensor", q, fault) for fault in SENSOR_FAULTS}
                        for q in quantities}
         return {"unhealthy": unhealthy, "paused": dict(self.paused), "engines": engines,
                 "gates": dict(self.gates)}
