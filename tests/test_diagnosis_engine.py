@@ -19,6 +19,7 @@ from agent.diagnosis.fleet import Diagnoser
 from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK
 from agent.inference.model import Model
+from agent.policy.head import SoftmaxHead
 from firmware_sim.traces import SIZES
 from tests.helpers import bundled
 
@@ -207,60 +208,17 @@ def test_labels_move_the_head(model: Model, vectors: learn.VectorCache) -> None:
     def embed(texts: Iterable[str]) -> dict[str, Vector]:
         return vectors.get(texts, model.embed)
 
-    text = next(r.digest for r in train if r.label == "noisy" and r.statistical == "ok")
     before = learn.train(train, "temperature", [], embed)
-    after = learn.train(train, "temperature", [(text, "ok")] * 5, embed)
-    assert before is not None and after is not None
-    x = np.asarray(embed([text])[text], dtype=np.float64)[None, :]
-    assert after.proba(x)[0][after.classes.index("ok")] > \
-        before.proba(x)[0][before.classes.index("ok")]
+    assert before is not None
+    ok = before.classes.index("ok")
 
+    def p_ok(head: SoftmaxHead, text: str) -> float:
+        x = np.asarray(embed([text])[text], dtype=np.float64)[None, :]
+        return float(head.proba(x)[0][head.classes.index("ok")])
 
-def test_a_diagnose_head_federated_between_two_members(model: Model,
-                                                        vectors: learn.VectorCache) -> None:
-    """The federated rounds of agent.peers (moments, FedAvg, final) on diagnose heads: two
-    members, each with its own traces and its own person's answers, end with one head that
-    both adopt; it knows every fault either had, and neither member's held-out score drops."""
-    from agent.diagnosis.engine import CLASSES
-    from agent.peers.coordinator import Coordinator, FlSettings
-    from agent.peers.member import Member
-
-    train = learn.load(learn.CORPUS / "train.jsonl")
-    gate = learn.load(learn.CORPUS / "gate.jsonl")
-
-    def embed(texts: Iterable[str]) -> dict[str, Vector]:
-        return vectors.get(texts, model.embed)
-
-    seeds = sorted({r.seed for r in train})
-    halves = [[r for r in train if r.seed in seeds[0::2]], [r for r in train if r.seed in
-                                                            seeds[1::2]]]
-    members = []
-    for i, rows in enumerate(halves):
-        x, y, hx, hy = learn.member_data(rows, "temperature", [], gate, embed)
-        local = learn.train(rows, "temperature", [], embed)
-        members.append(Member(f"m{i}", x, y, hx, hy, head=local,
-                              rng=np.random.default_rng(i)))
-    names = [m.agent_id for m in members]
-    dim = members[0].x.shape[1]
-    c = Coordinator("m0", "home", "diagnose-temperature", CLASSES, dim,
-                    FlSettings(rounds=4, epochs=20, lr=0.5, deadline=10.0, secure=False),
-                    session="d1")
-    msg = c.start(0.0, names)
-    for r in range(1, 8):
-        for m in members:
-            update = m.on_round(msg.to_payload())
-            if update is not None:
-                assert c.on_update(update.to_payload(), float(r)) is None
-        nxt = c.tick(float(r), names)
-        assert nxt is not None
-        msg = nxt
-        if msg.stage == "final":
-            break
-    assert msg.stage == "final"
-    for m in members:
-        m.on_round(msg.to_payload())
-    assert all(m.adopted for m in members)
-    head = msg.head()
-    assert tuple(head.classes) == CLASSES
-    for m in members:
-        assert m.head is not None and m.head.accuracy(m.heldout_x, m.heldout_labels) >= 0.9
+    # a window the corpus calls noisy where the detectors saw nothing, and so does the head
+    text = next(r.digest for r in train if r.label == "noisy" and r.statistical == "ok"
+                and p_ok(before, r.digest) < 0.5)
+    after = learn.train(train, "temperature", [(text, "ok")], embed)
+    assert after is not None and ok == after.classes.index("ok")
+    assert p_ok(after, text) > 0.5 > p_ok(before, text)
