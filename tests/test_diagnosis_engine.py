@@ -5,8 +5,9 @@ diagnoser (embedding off the check), and a dismissed fault."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,3 +223,55 @@ def test_labels_move_the_head(model: Model, vectors: learn.VectorCache) -> None:
     after = learn.train(train, "temperature", [(text, "ok")], embed)
     assert after is not None and ok == after.classes.index("ok")
     assert p_ok(after, text) > 0.5 > p_ok(before, text)
+
+
+def test_the_agent_trains_gates_installs_and_reports_its_engines(
+        tmp_path: Path, model: Model, vectors: learn.VectorCache) -> None:
+    import shutil
+    from concurrent.futures import Future
+
+    from agent.service.diagnosing import DiagnoseLearning
+    from agent.service.health import HealthService
+    from agent.storage import Store
+    from tests.test_diagnosis_service import KEY, Recorder, config, reading
+
+    vectors.save()  # what an earlier start embedded
+    assert vectors.path is not None
+    cached = tmp_path / "data" / "diagnose" / f"vectors-{model.sha256[:16]}.npz"
+    cached.parent.mkdir(parents=True)
+    if vectors.path.exists():
+        shutil.copy(vectors.path, cached)
+    store = Store(tmp_path / "x.db")
+
+    def on_db(fn: Callable[[], Any]) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(fn())
+        return done
+
+    now = [1.8e9]
+    out = Recorder()
+    svc = HealthService(config(tmp_path), "pi", publish=out, key=KEY, clock=lambda: now[0])
+    learning = DiagnoseLearning(svc, model.embed, model.sha256, tmp_path / "data", store, on_db)
+    learning.prepare()
+    gate = svc.status()["gates"]["temperature"]
+    kinds = {k for k, e in gate["kinds"].items() if e == "model"}
+    engines = svc.status()["engines"]["temperature"]
+    assert {k for k, e in engines.items() if e == "model"} == kinds
+    installed = svc.diagnoser.engines.get("temperature")
+    assert (installed is None) == (not kinds)
+    assert installed is None or installed.kinds == kinds
+    learning.retrain()  # no new answers: nothing to do
+    assert learning.labels_used == 0
+    if "out_of_range" not in kinds:
+        return
+    rng = random.Random(8)
+    for i in range(150):
+        now[0] = 1.8e9 + 60 * i
+        bad = i >= 120 and i % 3 == 0
+        svc.observe(reading(now[0], -127.0 if bad else round(21 + rng.gauss(0, 0.1), 3)))
+        svc.tick()
+        svc.fill(model.embed)  # the agent's worker, off the lock
+    topic = "edge/agents/pi/health/livingroom-1/temperature"
+    faulty = [m for t, m, _ in out.sent if t == topic and m["state"] == "faulty"]
+    assert faulty and faulty[0]["fault"] == "out_of_range" and faulty[0]["engine"] == "model"
+    store.close()
