@@ -275,3 +275,15 @@ def test_the_agent_trains_gates_installs_and_reports_its_engines(
     faulty = [m for t, m, _ in out.sent if t == topic and m["state"] == "faulty"]
     assert faulty and faulty[0]["fault"] == "out_of_range" and faulty[0]["engine"] == "model"
     store.close()
+
+
+def test_edge_agent_status_says_which_engine_diagnoses_each_quantity() -> None:
+    from agent.service.statusview import render
+
+    status = {"state": "online", "health": {"engines": {
+        "temperature": {"stuck": "statistical", "spiky": "model", "drift": "model"},
+        "humidity": {"stuck": "statistical"}}}}
+    lines = render({"pi": status}, "pi")
+    assert lines[-1].split("diagnosis: ")[1] == \
+        "humidity: statistical, temperature: model (drift, spiky)"
+    assert render({"pi": {"state": "online"}}, "pi")[-1].startswith("pi (this agent)")
