@@ -287,3 +287,27 @@ def test_edge_agent_status_says_which_engine_diagnoses_each_quantity() -> None:
     assert lines[-1].split("diagnosis: ")[1] == \
         "humidity: statistical, temperature: model (drift, spiky)"
     assert render({"pi": {"state": "online"}}, "pi")[-1].startswith("pi (this agent)")
+
+
+def test_the_gate_counts_alarms_as_the_trackers_raise_them() -> None:
+    seq = ["ok", "stuck", "stuck", "ok", "stuck", "ok", "ok", "ok", "stuck", "drift", "drift"]
+    assert learn.alarms(enumerate(seq)) == [(1, "stuck"), (8, "stuck"), (9, "drift")]
+
+
+def test_the_gate_on_whole_held_out_series_with_the_real_model(
+        model: Model, vectors: learn.VectorCache) -> None:
+    train = learn.load(learn.CORPUS / "train.jsonl")
+    seqs = learn.load_sequences(learn.CORPUS / "gate-sequences.json")
+    assert {s["seed"] for s in seqs.series}.isdisjoint({r.seed for r in train})
+
+    def embed(texts: Iterable[str]) -> dict[str, Vector]:
+        return vectors.get(texts, model.embed)
+
+    head = learn.train(train, "temperature", [], embed)
+    assert head is not None
+    verdict = learn.trace_gate(head, seqs, "temperature", embed)
+    assert set(verdict.statistical) >= {"stuck", "silent", "ok"}
+    for kind in verdict.model_kinds:
+        assert verdict.model[kind].score > verdict.statistical[kind].score
+    if verdict.model_kinds:
+        assert verdict.model["ok"].score >= verdict.statistical["ok"].score

@@ -59,8 +59,9 @@ def verdict(findings: list[Finding]) -> str:
 
 
 def windows(kind: str | None, seed: int, size: float, hours: float = 24.0
-            ) -> Iterator[tuple[str, str, str, str]]:
-    """(quantity, digest, label, statistical verdict) of every series at every check."""
+            ) -> Iterator[tuple[str, float, str, str | None, str]]:
+    """(series, time, digest, label or None, statistical verdict) of every series at every
+    check."""
     label, events = trace(kind, seed, size, hours=hours)
     diag: Diagnoser | None = None
     next_check = 0.0
@@ -68,31 +69,51 @@ def windows(kind: str | None, seed: int, size: float, hours: float = 24.0
         if diag is None:
             diag, next_check = Diagnoser(LAYOUT, event.t), event.t + CHECK_EVERY
         while event.t >= next_check:
-            yield from _check(diag, label, next_check, size)
+            diag.check(next_check)
+            for key, findings in diag.found.items():
+                yield (key, next_check, diag.digests[key], label_at(label, key, next_check, size),
+                       verdict(findings))
             next_check += CHECK_EVERY
         _feed(diag, event.what, event.t, event.data)
 
 
-def _check(diag: Diagnoser, label: Label | None, t: float, size: float
-           ) -> Iterator[tuple[str, str, str, str]]:
-    diag.check(t)
-    for key, findings in diag.found.items():
-        wanted = label_at(label, key, t, size)
-        if wanted is not None:
-            yield key.split("/")[1], diag.digests[key], wanted, verdict(findings)
-
-
-def build(seeds: int, first: int, which: int, hours: float = 24.0) -> Iterator[dict[str, object]]:
-    """Rows of one set: ``which`` 0 takes the training sizes, 1 the held-out ones."""
-    plan: list[tuple[str | None, int, float]] = [(None, first + i, 0.0) for i in range(2 * seeds)]
+def plan(seeds: int, first: int, which: int) -> list[tuple[str | None, int, float]]:
+    """The traces of one set: ``which`` 0 takes the training sizes, 1 the held-out ones."""
+    out: list[tuple[str | None, int, float]] = [(None, first + i, 0.0) for i in range(2 * seeds)]
     for n, fault in enumerate(SENSOR_FAULTS):
         for j, size in enumerate(SIZES[fault][which]):
-            plan += [(fault, first + 1000 * (n + 1) + 10 * j + i, size) for i in range(seeds)]
-    for kind, seed, size in plan:
-        counts = Counter(windows(kind, seed, size, hours))
+            out += [(fault, first + 1000 * (n + 1) + 10 * j + i, size) for i in range(seeds)]
+    return out
+
+
+def build(traces: list[tuple[str | None, int, float]], hours: float = 24.0,
+          sequences: list[dict[str, object]] | None = None) -> Iterator[dict[str, object]]:
+    """The rows of a set of traces; with ``sequences``, also every series of a quantity with a
+    fault, check by check (run-length coded), for the gate's trace-level figures."""
+    for kind, seed, size in traces:
+        counts: Counter[tuple[str, str, str, str]] = Counter()
+        runs: dict[str, list[list[object]]] = {}
+        start: dict[str, float] = {}
+        for key, t, text, lb, stat in windows(kind, seed, size, hours):
+            if lb is not None:
+                counts[(key.split("/")[1], text, lb, stat)] += 1
+            if sequences is not None and key.endswith("/temperature"):
+                start.setdefault(key, t)
+                series = runs.setdefault(key, [])
+                if series and series[-1][1:] == [text, stat]:
+                    series[-1][0] = int(str(series[-1][0])) + 1
+                else:
+                    series.append([1, text, stat])
         for (quantity, text, lb, stat), n in sorted(counts.items()):
             yield {"kind": kind, "seed": seed, "size": size, "quantity": quantity,
                    "digest": text, "label": lb, "statistical": stat, "count": n}
+        if sequences is not None:
+            found, _ = trace(kind, seed, size, hours=hours)  # its label only
+            fault = {"fault_key": None, "onset": None, "end": None} if found is None else {
+                "fault_key": found.key, "onset": found.onset, "end": found.end}
+            for key, series in runs.items():
+                sequences.append({"kind": kind, "seed": seed, "size": size, "key": key,
+                                  "start": start[key], "runs": series, **fault})
 
 
 def main() -> None:
@@ -103,10 +124,25 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, first, which in (("train", TRAIN_SEED, 0), ("gate", GATE_SEED, 1)):
         path = args.out / f"{name}.jsonl"
+        sequences: list[dict[str, object]] | None = [] if name == "gate" else None
         with path.open("w") as out:
-            for row in build(args.seeds, first, which):
+            for row in build(plan(args.seeds, first, which), sequences=sequences):
                 out.write(json.dumps(row, sort_keys=True) + "\n")
         print(f"wrote {path}")
+        if sequences is not None:
+            write_sequences(args.out / f"{name}-sequences.json", sequences)
+
+
+def write_sequences(path: Path, sequences: list[dict[str, object]]) -> None:
+    """The series' checks, each digest written once (an index into ``digests``)."""
+    digests: dict[str, int] = {}
+    for seq in sequences:
+        runs = seq["runs"]
+        assert isinstance(runs, list)
+        seq["runs"] = [[n, digests.setdefault(text, len(digests)), stat] for n, text, stat in runs]
+    path.write_text(json.dumps({"check_every": CHECK_EVERY, "digests": list(digests),
+                                "series": sequences}, separators=(",", ":")))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The diagnose engines as bench diagnose runs them: the bundled model on one thread, a head per
-quantity trained on ``config/diagnose/train.jsonl``, the gate on ``gate.jsonl`` (held-out
-seeds and sizes), and every embedding cached in ``~/.cache/edge-agent``."""
+quantity trained on ``config/diagnose/train.jsonl``, the gate on ``gate-sequences.json``
+(held-out seeds and sizes), and every embedding cached in ``~/.cache/edge-agent``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from agent.diagnosis import learn
-from agent.diagnosis.engine import DiagnoseEngine, Vector
+from agent.diagnosis.engine import DiagnoseEngine, KindScore, Vector
 from agent.errors import AgentError
 from agent.inference.locate import locate
 from agent.inference.model import Model
@@ -16,11 +16,18 @@ from agent.inference.model import Model
 CACHE_DIR = Path.home() / ".cache" / "edge-agent"
 
 
+def delays(stat: KindScore, model: KindScore) -> str:
+    if stat.delay is None or model.delay is None:
+        return ""
+    return f" ({stat.delay / 60:.0f}/{model.delay / 60:.0f} min)"
+
+
 def prepare(echo: Callable[[str], None], corpus: Path = learn.CORPUS,
             first_seed: int = 900_000) -> tuple[dict[str, DiagnoseEngine],
                                                 dict[str, DiagnoseEngine]]:
     """(an engine per quantity with a head, the ones the gate picked)."""
     train, held = learn.load(corpus / "train.jsonl"), learn.load(corpus / "gate.jsonl")
+    sequences = learn.load_sequences(corpus / "gate-sequences.json")
     shared = learn.overlap(train, held)
     if shared or any(r.seed >= first_seed for r in train + held):
         raise AgentError(f"the gate's traces share {', '.join(shared) or 'bench seeds'} "
@@ -43,13 +50,14 @@ def prepare(echo: Callable[[str], None], corpus: Path = learn.CORPUS,
         if head is None:
             continue
         engines[quantity] = DiagnoseEngine(quantity, head, embed)
-        verdict = learn.gate(head, held, quantity, vectors)
-        echo(f"gate {quantity} (held-out windows, min(precision, recall) statistical/model): "
+        verdict = learn.trace_gate(head, sequences, quantity, vectors)
+        echo(f"gate {quantity} (held-out series, min(precision, recall) statistical/model): "
              + ", ".join(f"{k} {verdict.statistical[k].score:.3f}/{verdict.model[k].score:.3f}"
+                         f"{delays(verdict.statistical[k], verdict.model[k])}"
                          f"->{'model' if k in verdict.model_kinds else 'stat'}"
                          for k in verdict.statistical if k in verdict.model and k != "ok")
-             + f"; healthy windows {verdict.statistical['ok'].score:.4f}/"
-             f"{verdict.model['ok'].score:.4f}")
+             + f"; healthy series without a false alarm {verdict.statistical['ok'].score:.3f}/"
+             f"{verdict.model['ok'].score:.3f}")
         if verdict.model_kinds:
             picked[quantity] = DiagnoseEngine(quantity, head, embed, verdict.model_kinds)
     return engines, picked

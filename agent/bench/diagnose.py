@@ -100,7 +100,7 @@ def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0,
             exercised = True
         if diag is None:
             diag, next_check = Diagnoser(LAYOUT, event.t), event.t + CHECK_EVERY
-            diag.engines = dict(engines or {})
+            diag.engines = {q: e.fresh() for q, e in (engines or {}).items()}
         while event.t >= next_check:
             alarms += [Alarm(next_check, c.kind, c.key, c.health.fault or "")
                        for c in diag.check(next_check) if c.health.state == FAULTY]

@@ -14,7 +14,7 @@ series. Digests are coarse, so after a few hours nearly every check is a cache h
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +30,7 @@ CLASSES = (OK_CLASS, *SENSOR_FAULTS)
 EMBED_EVERY = 900.0  # seconds between embeddings of a quiet series' unseen digest
 FAULTY_P, SUSPECT_P = 0.8, 0.5  # head probability of a fault for faulty / suspect
 CACHE = 4096  # digests whose probabilities are kept
+VOTES = 5  # recent verdicts of a series that decide its fault
 
 
 @dataclass
@@ -45,7 +46,14 @@ class DiagnoseEngine:
     cache: OrderedDict[str, dict[str, float]] = field(default_factory=OrderedDict)
     wanted: OrderedDict[str, None] = field(default_factory=OrderedDict)
     last_want: dict[str, float] = field(default_factory=dict)
+    votes: dict[str, deque[str]] = field(default_factory=dict)  # series -> recent verdicts
+    reported: dict[str, str] = field(default_factory=dict)  # series -> the fault it reports
     embedded: int = 0
+
+    def fresh(self) -> DiagnoseEngine:
+        """The same head and cache for another set of series (no verdicts carried over)."""
+        return DiagnoseEngine(self.quantity, self.head, self.embed, self.kinds, self.name,
+                              self.cache, self.wanted)
 
     def proba(self, text: str) -> dict[str, float] | None:
         got = self.cache.get(text)
@@ -78,7 +86,24 @@ class DiagnoseEngine:
                     self.wanted.popitem(last=False)
             return None
         best = max(got, key=lambda c: got[c])
-        return best, got[best]
+        return self.steady(key, best if got[best] >= FAULTY_P else OK_CLASS, got[best])
+
+    def steady(self, key: str, verdict: str, p: float) -> tuple[str, float]:
+        """The series' fault over its last ``VOTES`` verdicts: a kind takes over with a
+        majority of them and is kept while it has two, so one odd window neither raises an
+        alarm nor turns a fault into another (each change would be a new alarm)."""
+        votes = self.votes.setdefault(key, deque(maxlen=VOTES))
+        votes.append(verdict)
+        counts = {k: sum(v == k for v in votes) for k in set(votes) if k != OK_CLASS}
+        current = self.reported.get(key)
+        if current is None or counts.get(current, 0) < 2:
+            top = max(counts, key=lambda k: counts[k], default=None)
+            current = top if top is not None and counts[top] > VOTES // 2 else None
+        if current is None:
+            self.reported.pop(key, None)
+            return OK_CLASS, 1.0 - p if verdict != OK_CLASS else p
+        self.reported[key] = current
+        return current, max(p, FAULTY_P) if verdict == current else FAULTY_P
 
     def fill(self, embed: Callable[[str], Vector], limit: int = 8) -> int:
         """Embed up to ``limit`` wanted digests (the caller's worker, no lock held)."""
@@ -125,6 +150,7 @@ class KindScore:
     precision: float
     recall: float
     cases: int
+    delay: float | None = None  # median seconds to detect, where known
 
     @property
     def score(self) -> float:
@@ -183,16 +209,29 @@ class Pick:
         }
 
 
+FASTER = 0.5  # a tie goes to the model only if it detects in at most half the time
+
+
+def better(model: KindScore, statistical: KindScore) -> bool:
+    """A higher score, or the same score and detected in at most ``FASTER`` of the time."""
+    if model.score > statistical.score + 1e-9:
+        return True
+    same = abs(model.score - statistical.score) <= 1e-9
+    return same and model.delay is not None and statistical.delay is not None and (
+        model.delay <= FASTER * statistical.delay)
+
+
 def pick(statistical: dict[str, KindScore], model: dict[str, KindScore]) -> Pick:
     """Per fault kind, the model only where it scores better than the statistical detectors
     (precision counts its false alarms of that kind, on healthy windows too) and it raises no
     more false alarms on healthy windows overall; a tie keeps the detectors (cheaper, and the
-    baseline). So the picked engine is never worse than the detectors on any kind."""
+    baseline) unless the model detects at least twice as fast. So the picked engine is never
+    worse than the detectors on any kind."""
     healthy_ok = model.get(OK_CLASS, KindScore(1.0, 1.0, 0)).score >= \
         statistical.get(OK_CLASS, KindScore(1.0, 1.0, 0)).score - 1e-9
     kinds = {}
     for kind in SENSOR_FAULTS:
         s, m = statistical.get(kind), model.get(kind)
-        better = s is not None and m is not None and m.score > s.score + 1e-9
-        kinds[kind] = "model" if better and healthy_ok else "statistical"
+        kinds[kind] = "model" if s is not None and m is not None and healthy_ok and (
+            better(m, s)) else "statistical"
     return Pick(kinds, statistical, model)

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agent.diagnosis.engine import (
     FAULTY_P,
     OK_CLASS,
+    DiagnoseEngine,
+    KindScore,
     Pick,
     Vector,
     pick,
@@ -157,3 +161,114 @@ def gate(head: SoftmaxHead, rows: Sequence[Row], quantity: str,
         stat += [r.statistical] * r.count
         model += [predicted[r.digest]] * r.count
     return pick(scores(labels, stat), scores(labels, model))
+
+
+# -- the gate on whole traces ------------------------------------------------------------------
+
+CLEAR_CHECKS = 3  # as the diagnoser's trackers: a fault clears after this many clean checks
+GRACE = 3600.0  # an alarm this long after a fault ended still names it
+
+
+@dataclass(frozen=True, slots=True)
+class Sequences:
+    """Held-out series check by check (``gate-sequences.json``): each run is (checks, digest
+    index, the detectors' verdict)."""
+
+    check_every: float
+    digests: list[str]
+    series: list[dict[str, Any]]
+
+
+def load_sequences(path: Path) -> Sequences:
+    try:
+        data = json.loads(path.read_text())
+        return Sequences(float(data["check_every"]), list(data["digests"]),
+                         list(data["series"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"cannot read the diagnosis sequences {path}: {exc}") from None
+
+
+def alarms(verdicts: Iterable[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The alarms a run of per-check verdicts raises, as a tracker raises them: a fault at
+    once, a change of fault is a new alarm, ok only after ``CLEAR_CHECKS`` clean checks."""
+    out: list[tuple[float, str]] = []
+    state: str | None = None
+    clean = 0
+    for t, verdict in verdicts:
+        if verdict == OK_CLASS:
+            clean += 1
+            if state is not None and clean >= CLEAR_CHECKS:
+                state = None
+            continue
+        clean = 0
+        if verdict != state:
+            out.append((t, verdict))
+            state = verdict
+    return out
+
+
+def trace_scores(seqs: Sequences, verdicts: Callable[[dict[str, Any]], list[str]]
+                 ) -> dict[str, KindScore]:
+    """Per fault kind over whole held-out series, as bench diagnose counts: recall (the faulty
+    series got an alarm of its fault between onset and an hour after the end) and precision
+    (alarms of the kind that were right, on any series); "ok": series of healthy traces
+    without a false alarm."""
+    traces: dict[str, int] = {}
+    found: dict[str, int] = {}
+    raised: dict[str, int] = {}
+    right: dict[str, int] = {}
+    delays: dict[str, list[float]] = {}
+    healthy = quiet = 0
+    for seq in seqs.series:
+        times = [seq["start"] + i * seqs.check_every for i in range(sum(r[0] for r in
+                                                                         seq["runs"]))]
+        got = alarms(zip(times, verdicts(seq), strict=True))
+        mine = seq["fault_key"] == seq["key"]
+        kind = seq["kind"]
+        if kind is None:
+            healthy += 1
+            quiet += not got
+        hits = [a for a in got if mine and a[1] == kind
+                and seq["onset"] <= a[0] <= seq["end"] + GRACE]
+        if mine:
+            traces[kind] = traces.get(kind, 0) + 1
+            found[kind] = found.get(kind, 0) + bool(hits)
+            if hits:
+                delays.setdefault(kind, []).append(hits[0][0] - seq["onset"])
+        for a in got:
+            raised[a[1]] = raised.get(a[1], 0) + 1
+            right[a[1]] = right.get(a[1], 0) + (a in hits)
+    out = {k: KindScore(right.get(k, 0) / raised[k] if raised.get(k) else 1.0,
+                        found.get(k, 0) / n, n,
+                        statistics.median(delays[k]) if delays.get(k) else None)
+           for k, n in traces.items()}
+    if healthy:
+        out[OK_CLASS] = KindScore(1.0, quiet / healthy, healthy)
+    return out
+
+
+def trace_gate(head: SoftmaxHead, seqs: Sequences, quantity: str,
+               vectors: Callable[[Iterable[str]], dict[str, Vector]]) -> Pick:
+    """The gate on whole held-out series of ``quantity``: the detectors' verdicts against the
+    engine's (with its smoothing), through the trackers' alarm rule, per fault kind."""
+    mine = Sequences(seqs.check_every, seqs.digests,
+                     [s for s in seqs.series if s["key"].endswith(f"/{quantity}")])
+    used = sorted({run[1] for s in mine.series for run in s["runs"]})
+    got = vectors(seqs.digests[i] for i in used)
+    engine = DiagnoseEngine(quantity, head)
+    for i in used:
+        engine.learn(seqs.digests[i], got[seqs.digests[i]])
+
+    def statistical(seq: dict[str, Any]) -> list[str]:
+        return [stat for n, _, stat in seq["runs"] for _ in range(n)]
+
+    def model(seq: dict[str, Any]) -> list[str]:
+        judge = engine.fresh()
+        out = []
+        for n, index, _ in seq["runs"]:
+            for _ in range(n):
+                verdict = judge.classify(seq["key"], seqs.digests[index], 0.0, False)
+                out.append(OK_CLASS if verdict is None else verdict[0])
+        return out
+
+    return pick(trace_scores(mine, statistical), trace_scores(mine, model))

@@ -1,7 +1,7 @@
 """The diagnose engines in the running agent: a head per quantity trained on the labelled
 digests of simulated faults (``config/diagnose/train.jsonl``) plus people's answers stored in
-SQLite, gated against the statistical detectors on held-out traces (``gate.jsonl``), and
-installed in the health service only where the gate picked the model.
+SQLite, gated per fault kind against the statistical detectors on whole held-out series
+(``gate-sequences.json``), and installed in the health service for the kinds the gate gave it.
 
 Runs off the start-up path once the model is ready (every digest's embedding is cached in
 ``data_dir/diagnose``, so a restart embeds nothing again), again every hour when people gave
@@ -62,6 +62,7 @@ class DiagnoseLearning:
         started = time.monotonic()
         train = learn.load(self.corpus / "train.jsonl")
         held = learn.load(self.corpus / "gate.jsonl")
+        sequences = learn.load_sequences(self.corpus / "gate-sequences.json")
         shared = learn.overlap(train, held)
         if shared:
             raise AgentError(f"the diagnosis gate's traces share {', '.join(shared)} with "
@@ -76,7 +77,7 @@ class DiagnoseLearning:
             head = learn.train(train, quantity, extra, self.vectors)
             if head is None:
                 continue
-            verdict = learn.gate(head, held, quantity, self.vectors)
+            verdict = learn.trace_gate(head, sequences, quantity, self.vectors)
             gates[quantity] = {**verdict.status(), "labels": len(extra)}
             if verdict.model_kinds:
                 engines[quantity] = DiagnoseEngine(quantity, head, kinds=verdict.model_kinds)
