@@ -15,7 +15,7 @@ import pytest
 from agent.bench.diagnose import held_out_plan
 from agent.diagnosis import learn
 from agent.diagnosis.digest import digest, features
-from agent.diagnosis.engine import DiagnoseEngine, KindScore, Vector, pick
+from agent.diagnosis.engine import DiagnoseEngine, KindScore, Vector, better, pick
 from agent.diagnosis.fleet import Diagnoser
 from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK
@@ -83,6 +83,10 @@ def test_the_gate_gives_the_model_only_the_kinds_it_is_better_at() -> None:
                          "ok": score(0.999)})  # better everywhere but more false alarms
     assert louder.engine == "statistical" and not louder.model_kinds
     assert pick(stat, dict(stat)).engine == "statistical"
+    slow = {"stuck": KindScore(1.0, 1.0, 5, 600.0), "ok": score(1.0)}
+    assert pick(slow, {"stuck": KindScore(1.0, 1.0, 5, 300.0), "ok": score(1.0)}).model_kinds \
+        == {"stuck"}  # as good and twice as fast
+    assert not pick(slow, {"stuck": KindScore(1.0, 1.0, 5, 400.0), "ok": score(1.0)}).model_kinds
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +311,8 @@ def test_the_gate_on_whole_held_out_series_with_the_real_model(
     assert head is not None
     verdict = learn.trace_gate(head, seqs, "temperature", embed)
     assert set(verdict.statistical) >= {"stuck", "silent", "ok"}
-    for kind in verdict.model_kinds:
-        assert verdict.model[kind].score > verdict.statistical[kind].score
+    for kind in verdict.model_kinds:  # never worse; better or as good and twice as fast
+        assert verdict.model[kind].score >= verdict.statistical[kind].score
+        assert better(verdict.model[kind], verdict.statistical[kind])
     if verdict.model_kinds:
         assert verdict.model["ok"].score >= verdict.statistical["ok"].score
