@@ -265,7 +265,12 @@ def test_the_agent_trains_gates_installs_and_reports_its_engines(
     assert (installed is None) == (not kinds)
     assert installed is None or installed.kinds == kinds
     learning.retrain()  # no new answers: nothing to do
-    assert learning.labels_used == 0
+    assert learning.labels_used == 0 and svc.status()["gates"]["temperature"]["labels"] == 0
+    text = learn.load(learn.CORPUS / "train.jsonl")[0].digest
+    store.diagnosis_label_add(now[0], "livingroom-1", "temperature", "dismissed", "noisy", "ok",
+                              text, "cli")
+    learning.retrain()  # a person answered: trained and gated again with it
+    assert learning.labels_used == 1 and svc.status()["gates"]["temperature"]["labels"] == 1
     if "out_of_range" not in kinds:
         return
     rng = random.Random(8)
