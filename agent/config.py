@@ -643,6 +643,11 @@ class DiagnosisSection(_Section):
     effect_after: Duration = 1200.0  # an HVAC on heat/cool must have moved its room by then
     fight_window: Duration = 600.0  # a change by hand this soon after a command fights it
     fight_memory: Duration = 7200.0
+    # auto: the fitness gate picks the statistical detectors or the model's diagnose engine per
+    # quantity; statistical: never embed. The engines are prepared this long after the model is
+    # ready, so that they never compete with start-up and the decisions' own gate
+    engine: Literal["auto", "statistical"] = "auto"
+    engine_after: Duration = 300.0
 
 
 class Config(_Section):

@@ -94,7 +94,8 @@ def test_the_health_topics_the_fault_events_and_a_paused_policy(tmp_path: Path) 
     retained = [m for t, m, r in out.sent if t == topic and r][-1]
     assert retained["state"] == "faulty" and retained["fault"] == "stuck"
     assert set(retained) == {"state", "fault", "since", "confidence", "evidence",
-                             "explanation", "ts"}
+                             "explanation", "engine", "ts"}
+    assert retained["engine"] == "statistical"
     events = [m for t, m, _ in out.sent if t == "edge/agents/pi/faults"]
     assert events[-1]["key"] == "livingroom-1/temperature" and events[-1]["previous"] == "ok"
     assert svc.pause_changed(policy, why, safe_action(svc.config, policy))

@@ -27,13 +27,14 @@ def test_faulty_first_with_its_explanation(
           "evidence": {},
           "explanation": "fine."}
     bad = {**ok, "state": "faulty", "fault": "stuck", "explanation": "room-1 temperature looks "
-           "stuck at 21.4."}
+           "stuck at 21.4.", "engine": "model"}
     pub.client.publish(f"{base}/room-2/temperature", json.dumps(ok), qos=1, retain=True)
     pub.client.publish(f"{base}/room-1/temperature", json.dumps(bad), qos=1, retain=True)
     pub.client.publish(f"{base}/junk/x", b"not json", qos=1, retain=True)
     wait_for(lambda: len(pub.messages) == 3, what="the retained health messages")
     out = health_lines(cfg)
-    assert out[1].split() == ["faulty", "stuck", "2027-01-15", "08:00:00", "room-1/temperature"]
+    assert out[1].split() == ["faulty", "stuck", "model", "2027-01-15", "08:00:00",
+                              "room-1/temperature"]
     assert out[2].strip() == "room-1 temperature looks stuck at 21.4."
     assert out[3].split()[0] == "ok" and out[3].endswith("room-2/temperature")
     assert len(out) == 4

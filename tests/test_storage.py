@@ -138,7 +138,8 @@ def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> Non
 
 
 def test_migrations_are_registered_in_order() -> None:
-    assert [name for name, _ in MIGRATIONS] == ["0001_readings", "0002_decisions"]
+    assert [name for name, _ in MIGRATIONS] == ["0001_readings", "0002_decisions",
+                                               "0003_diagnosis_labels"]
 
 
 ALL = [(name,) for name, _ in MIGRATIONS]
@@ -155,9 +156,10 @@ def test_migrations_are_recorded_once(db_path: Path) -> None:
 
 def test_migrate_a_fresh_database() -> None:
     db = sqlite_utils.Database(memory=True)
-    assert migrate(db) == ["0001_readings", "0002_decisions"]
+    assert migrate(db) == ["0001_readings", "0002_decisions", "0003_diagnosis_labels"]
     assert migrate(db) == []
-    assert {"series", "readings", "outbox", "audit", "examples"} <= set(db.table_names())
+    assert {"series", "readings", "outbox", "audit", "examples",
+            "diagnosis_labels"} <= set(db.table_names())
 
 
 def test_a_failing_migration_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:

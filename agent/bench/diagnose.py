@@ -13,11 +13,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.config import parse_config
 from agent.diagnosis.actuators import Timing
+from agent.diagnosis.engine import DiagnoseEngine
 from agent.diagnosis.fleet import Diagnoser, Layout
 from agent.diagnosis.intake import Measured, measured
 from agent.diagnosis.verdict import FAULTY
@@ -58,14 +59,22 @@ class Tally:
     delays: list[float] = field(default_factory=list)
     unobservable: int = 0  # traces where the fault never had a chance to show
 
-    def row(self, kind: str) -> str:
-        precision = self.right / self.alarms if self.alarms else float("nan")
-        recall = self.found / self.traces if self.traces else float("nan")
+    @property
+    def precision(self) -> float:
+        return self.right / self.alarms if self.alarms else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.traces if self.traces else float("nan")
+
+    def cells(self) -> str:
         med = statistics.median(self.delays) / 60 if self.delays else float("nan")
         p95 = _p95(self.delays) / 60 if self.delays else float("nan")
+        return f"{self.precision:>9.3f} {self.recall:>7.3f} {med:>8.1f} {p95:>8.1f}"
+
+    def row(self, kind: str) -> str:
         note = f"  ({self.unobservable} more never exercised)" if self.unobservable else ""
-        return (f"{kind:<13} {self.traces:>6} {precision:>9.3f} {recall:>7.3f} "
-                f"{med:>8.1f} {p95:>8.1f}{note}")
+        return f"{kind:<13} {self.traces:>6} {self.cells()}{note}"
 
 
 def _p95(values: list[float]) -> float:
@@ -73,10 +82,12 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0
+def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0,
+              engines: Mapping[str, DiagnoseEngine] | None = None,
               ) -> tuple[Label | None, list[Alarm], bool]:
-    """Feed one trace to a fresh :class:`Diagnoser`; every alarm it raised, and whether the
-    fault could show at all (a dead HVAC that is never asked to heat or cool cannot)."""
+    """Feed one trace to a fresh :class:`Diagnoser` (with the diagnose ``engines`` given, per
+    quantity); every alarm it raised, and whether the fault could show at all (a dead HVAC
+    that is never asked to heat or cool cannot)."""
     label, events = trace(kind, seed, size, hours=hours)
     diag: Diagnoser | None = None
     alarms: list[Alarm] = []
@@ -89,6 +100,7 @@ def run_trace(kind: str | None, seed: int, size: float, hours: float = 24.0
             exercised = True
         if diag is None:
             diag, next_check = Diagnoser(LAYOUT, event.t), event.t + CHECK_EVERY
+            diag.engines = {q: e.fresh() for q, e in (engines or {}).items()}
         while event.t >= next_check:
             alarms += [Alarm(next_check, c.kind, c.key, c.health.fault or "")
                        for c in diag.check(next_check) if c.health.state == FAULTY]
@@ -144,6 +156,10 @@ class Results:
             self.tallies[a.fault].alarms += 1 if a.fault in self.tallies else 0
             self.tallies[a.fault].right += a in hits
 
+    def false_alarms(self) -> str:
+        per_device_day = sum(self.healthy_alarms.values()) / max(1e-9, self.healthy_days * DEVICES)
+        return f"{sum(self.healthy_alarms.values())} = {per_device_day:.3f}/device-day"
+
     def table(self) -> list[str]:
         lines = [f"{'fault':<13} {'traces':>6} {'precision':>9} {'recall':>7} "
                  f"{'ttd_p50':>8} {'ttd_p95':>8}   (minutes, simulated)"]
@@ -156,22 +172,77 @@ class Results:
         return lines
 
 
-def run_bench(seeds: int = 10, healthy: int = 20, hours: float = 24.0,
-              echo: Callable[[str], None] = print, first_seed: int = 900_000) -> bool:
-    """Held-out seeds (from ``first_seed``, far from any training seed) and held-out sizes."""
-    started = time.process_time()
-    results = Results()
-    for i in range(healthy):
-        label, alarms, _ = run_trace(None, first_seed + i, 0.0, hours)
-        results.add(label, alarms, hours)
+def held_out_plan(seeds: int, healthy: int, first_seed: int = 900_000
+                  ) -> list[tuple[str | None, int, float]]:
+    """The benchmark's traces: held-out seeds (from ``first_seed``, far from any training or
+    gate seed) and the held-out sizes of each kind."""
+    plan: list[tuple[str | None, int, float]] = [(None, first_seed + i, 0.0)
+                                                 for i in range(healthy)]
     for kind in KINDS:
         sizes = SIZES[kind][1]
-        for i in range(seeds):
-            size = sizes[i % len(sizes)]
-            label, alarms, exercised = run_trace(kind, first_seed + 1000 + i, size, hours)
-            results.add(label, alarms, hours, exercised)
-    echo("statistical detectors (agent.diagnosis); engine: none trained yet")
-    for line in results.table():
-        echo(line)
+        plan += [(kind, first_seed + 1000 + i, sizes[i % len(sizes)]) for i in range(seeds)]
+    return plan
+
+
+def run_engines(plan: list[tuple[str | None, int, float]], hours: float,
+                engines: Mapping[str, Mapping[str, DiagnoseEngine]]) -> dict[str, Results]:
+    """Every trace of ``plan`` through each set of engines ("statistical": none)."""
+    out = {name: Results() for name in engines}
+    for kind, seed, size in plan:
+        for name, chosen in engines.items():
+            label, alarms, exercised = run_trace(kind, seed, size, hours, chosen)
+            out[name].add(label, alarms, hours, exercised)
+    return out
+
+
+def side_by_side(results: dict[str, Results]) -> list[str]:
+    names = list(results)
+    head = " | ".join(f"{n + ': precision':>18} {'recall':>7} {'p50':>8} {'p95':>8}"
+                      for n in names)
+    lines = [f"{'fault':<13} {'traces':>6} {head}   (time to detect: simulated minutes)"]
+    for kind in KINDS:
+        cells = " | ".join(f"{results[n].tallies[kind].cells():>43}" for n in names)
+        lines.append(f"{kind:<13} {results[names[0]].tallies[kind].traces:>6} {cells}")
+    first = results[names[0]]
+    lines.append(f"healthy: {first.healthy_days:.0f} days x {DEVICES} devices, false alarms: "
+                 + ", ".join(f"{n} {results[n].false_alarms()}" for n in names))
+    return lines
+
+
+def no_worse(base: Results, other: Results) -> list[str]:
+    """The kinds where ``other`` is worse than ``base`` (precision, recall or false alarms)."""
+    out = [k for k in KINDS
+           if (other.tallies[k].recall < base.tallies[k].recall - 1e-9)
+           or (other.tallies[k].precision < base.tallies[k].precision - 1e-9)]
+    if sum(other.healthy_alarms.values()) > sum(base.healthy_alarms.values()):
+        out.append("healthy")
+    return out
+
+
+def run_bench(seeds: int = 10, healthy: int = 20, hours: float = 24.0,
+              echo: Callable[[str], None] = print, first_seed: int = 900_000,
+              engine: bool = True) -> bool:
+    """The statistical detectors and (``engine``) the diagnose engines side by side, on
+    held-out seeds and sizes; the gate's pick per quantity from its own held-out windows."""
+    started = time.process_time()
+    plan = held_out_plan(seeds, healthy, first_seed)
+    engines: dict[str, Mapping[str, DiagnoseEngine]] = {"statistical": {}}
+    if engine:
+        from agent.bench.diagengine import prepare
+
+        model, picked = prepare(echo)
+        engines["model"], engines["picked"] = model, picked
+    results = run_engines(plan, hours, engines)
+    if engine:
+        for line in side_by_side(results):
+            echo(line)
+        worse = no_worse(results["statistical"], results["picked"])
+        echo("picked engine no worse than statistical on every kind: "
+             + ("yes" if not worse else f"NO ({', '.join(worse)})"))
+    else:
+        echo("statistical detectors (agent.diagnosis)")
+        for line in results["statistical"].table():
+            echo(line)
     echo(f"cpu: {time.process_time() - started:.0f} s")
-    return all(t.found >= 0.95 * t.traces for t in results.tallies.values())
+    stat = results["statistical"].tallies.values()
+    return all(t.found >= 0.95 * t.traces for t in stat)

@@ -182,16 +182,23 @@ def bench_intents(languages: tuple[str, ...]) -> None:
 @bench.command("diagnose")
 @click.option("--seeds", default=20, show_default=True, help="Faulty days per fault kind.")
 @click.option("--healthy", default=30, show_default=True, help="Healthy days.")
-def bench_diagnose(seeds: int, healthy: int) -> None:
+@click.option("--engine/--no-engine", default=True, show_default=True,
+              help="Also run the model's diagnose engines (the bundled model, one thread) and "
+              "the engine the gate picks, side by side with the statistical detectors.")
+def bench_diagnose(seeds: int, healthy: int, engine: bool) -> None:
     """Fault diagnosis over seeded simulated days (held-out seeds and fault sizes): precision,
-    recall and time to detect per fault kind, false alarms per device-day on healthy days, and
-    the time a room spends out of band during a sensor fault with and without diagnosis."""
+    recall and time to detect per fault kind, false alarms per device-day on healthy days,
+    for the statistical detectors and each diagnose engine, and the time a room spends out of
+    band during a sensor fault with and without diagnosis."""
     from agent.bench.diagnose import run_bench
-
-    setup_logging("WARNING")
-    ok = run_bench(seeds=seeds, healthy=healthy, echo=click.echo)
     from agent.bench.outofband import run_outofband
 
+    setup_logging("WARNING")
+    try:
+        ok = run_bench(seeds=seeds, healthy=healthy, echo=click.echo, engine=engine)
+    except AgentError as exc:
+        click.echo(f"bench: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
     run_outofband(seeds=seeds, echo=click.echo)
     raise SystemExit(EXIT_OK if ok else EXIT_FAILURE)
 

@@ -91,16 +91,20 @@ def status(config: str, wait: float) -> None:
     click.echo("\n".join(render(statuses, cfg.agent.id)))
 
 
-@cli.command()
-@click.option(
-    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
-)
+@cli.group(invoke_without_command=True)
+@click.option("-c", "--config", "config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option(
     "--wait", default=5.0, show_default=True, help="Seconds to collect the retained health topics."
 )
-def health(config: str, wait: float) -> None:
+@click.pass_context
+def health(ctx: click.Context, config: str | None, wait: float) -> None:
     """Print the health of every series and actuator the agent diagnoses (ok, suspect, faulty;
-    since when; the evidence and a one-sentence explanation), from the retained health topics."""
+    since when; the engine that judged it; the evidence and a one-sentence explanation), from
+    the retained health topics. ``confirm`` and ``dismiss`` answer a fault."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        raise click.UsageError("Missing option '-c' / '--config'.")
     from agent.service.healthview import health_lines
 
     cfg = load(config)
@@ -109,6 +113,47 @@ def health(config: str, wait: float) -> None:
     except AgentError as exc:
         raise fail("health", exc) from None
     click.echo("\n".join(lines))
+
+
+def _answer(config: str, device: str, quantity: str, words: str, timeout: float) -> None:
+    """Say it to the agent as a person would, on its intents topic, and print its reply."""
+    from agent.mqtt.request import ask
+
+    cfg = load(config)
+    topic = f"{cfg.mqtt.prefix}/agents/{cfg.agent.id}/intents"
+    try:
+        reply = ask(cfg.mqtt, topic, f"{device} {quantity} {words}", timeout=timeout)
+    except AgentError as exc:
+        raise fail("health", exc) from None
+    if not reply.get("ok"):
+        raise click.ClickException(str(reply.get("error")))
+    click.echo(reply.get("diagnosis", {}).get("explanation", "done"))
+
+
+@health.command("confirm")
+@click.argument("device")
+@click.argument("quantity")
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the agent.")
+def health_confirm(device: str, quantity: str, config: str, timeout: float) -> None:
+    """Confirm that the fault the agent reports on DEVICE QUANTITY is real: it is stored as a
+    label the diagnose heads learn from, and the alarm stays."""
+    _answer(config, device, quantity, "is broken", timeout)
+
+
+@health.command("dismiss")
+@click.argument("device")
+@click.argument("quantity")
+@click.option(
+    "-c", "--config", "config", required=True, type=click.Path(dir_okay=False), help=CONFIG_HELP
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the agent.")
+def health_dismiss(device: str, quantity: str, config: str, timeout: float) -> None:
+    """Say that DEVICE QUANTITY is fine: the alarm is cleared and stays quiet while that fault
+    lasts, and the answer is stored as a label (ok) the diagnose heads learn from."""
+    _answer(config, device, quantity, "is fine", timeout)
 
 
 def _open_store(config: str) -> tuple[Config, Store]:

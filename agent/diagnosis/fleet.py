@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.diagnosis.actuators import ActuatorMonitor, Timing
-from agent.diagnosis.detectors import usual_interval
+from agent.diagnosis.detectors import fmt, usual_interval
+from agent.diagnosis.digest import digest, features
+from agent.diagnosis.engine import FAULTY_P, OK_CLASS, SUSPECT_P, DiagnoseEngine
 from agent.diagnosis.series import SeriesMonitor
 from agent.diagnosis.verdict import FAULTY, OK, Finding, Health, Tracker
 
@@ -75,6 +77,10 @@ class Diagnoser:
         self.series: dict[str, SeriesMonitor] = {}
         self.actuators: dict[str, ActuatorMonitor] = {}
         self.trackers: dict[tuple[str, str], Tracker] = {}
+        self.engines: dict[str, DiagnoseEngine] = {}  # per quantity, where the gate picked one
+        self.dismissed: dict[str, str] = {}  # series -> the fault a person said it does not have
+        self.digests: dict[str, str] = {}  # series -> its digest at the last check
+        self.found: dict[str, list[Finding]] = {}  # series -> its findings at the last check
 
     # -- what arrives -------------------------------------------------------------------------
 
@@ -153,6 +159,7 @@ class Diagnoser:
         blame_drift(found, {key: [f"{m.device}/{m.quantity}" for m in
                                   self._peers(monitor.device, monitor.quantity)]
                             for key, monitor in self.series.items()})
+        self.found = found
         changes: list[Change] = []
         for key, findings in found.items():
             changes.extend(self._track("sensor", key, self.series[key].name, now, findings))
@@ -171,7 +178,59 @@ class Diagnoser:
             m.changes_since(run_start) for m in others)
         peers = self._peers(monitor.device, monitor.quantity)
         names = " and ".join(m.name for m in peers) or "the room's other sensors"
-        return monitor.findings(now, moved, names)
+        found = monitor.findings(now, moved, names)
+        text = self.digests[key] = digest(features(monitor, now))
+        engine = self.engines.get(monitor.quantity)
+        if engine is not None:
+            found = self._model_findings(engine, key, monitor, text, now, found)
+        return self._undismissed(key, found)
+
+    def _model_findings(self, engine: DiagnoseEngine, key: str, monitor: SeriesMonitor,
+                        text: str, now: float, found: list[Finding]) -> list[Finding]:
+        """The model's verdict on the digest instead of the detectors' on the fault kinds the
+        engine judges; the detectors' findings while the digest is not embedded yet."""
+        urgent = any(f.score >= 0.5 for f in found)
+        verdict = engine.classify(key, text, now, urgent)
+        if verdict is None:
+            return found
+        fault, p = verdict
+        kept = [f for f in found if f.fault not in engine.kinds]
+        if fault == OK_CLASS or fault not in engine.kinds or p < SUSPECT_P:
+            return kept
+        same = next((f for f in found if f.fault == fault), None)
+        evidence = dict(same.evidence) if same is not None else {}
+        if fault == "drift" and "offset" not in evidence:
+            ratio = features(monitor, now).drift_ratio or 0.0
+            evidence["offset"] = ratio * (monitor.limits.drift_tolerance or 1.0)
+        evidence["model_p"] = p
+        explanation = same.explanation if same is not None else (
+            f"{monitor.name} looks {fault.replace('_', ' ')} to the diagnose model "
+            f"({fmt(100 * p)}%): {text}")
+        score = 1.0 if p >= FAULTY_P else 0.6
+        return [*kept, Finding(fault, score, evidence, explanation,
+                               None if same is None else same.started)]
+
+    def _undismissed(self, key: str, found: list[Finding]) -> list[Finding]:
+        """Without the fault a person dismissed; the dismissal ends when that fault does."""
+        fault = self.dismissed.get(key)
+        if fault is None:
+            return found
+        if not any(f.fault == fault for f in found):
+            del self.dismissed[key]
+            return found
+        return [f for f in found if f.fault != fault]
+
+    def dismiss(self, key: str, now: float) -> Health | None:
+        """A person says series ``key`` is fine: its fault is dropped until it goes away by
+        itself, and the series is ok at once. The health it had (None if it had none)."""
+        tracker = self.trackers.get(("sensor", key))
+        if tracker is None:
+            return None
+        previous = tracker.health
+        if previous.fault is not None:
+            self.dismissed[key] = previous.fault
+        tracker.reset(now)
+        return previous
 
     def _track(
         self, kind: str, key: str, name: str, now: float, findings: list[Finding]

@@ -155,6 +155,11 @@ class SeriesMonitor:
         return (self.limits.spike_floor is not None and self.moves >= 30
                 and self.turns >= 0.3 * self.moves)
 
+    @property
+    def unit_jumped(self) -> bool:
+        """Whether the last :meth:`findings` saw a unit jump that still holds."""
+        return self._unit is not None
+
     def _unit_finding(self) -> Finding | None:
         """A unit jump, kept while the level stays where the conversion put it."""
         raw = list(self.raw)

@@ -18,6 +18,11 @@ def _rank(finding: Finding) -> tuple[int, int]:
     return (level, -order)
 
 
+def worst(findings: list[Finding]) -> Finding | None:
+    """The finding that explains the others (faults before suspicions, by precedence)."""
+    return max(findings, key=_rank, default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One detector's result: ``score`` >= 1 is a fault, >= 0.5 a suspicion."""
@@ -72,10 +77,15 @@ class Tracker:
         self.health = Health(OK, None, start, 0.0, {}, f"{name} looks healthy.")
         self._clean = 0
 
+    def reset(self, now: float) -> None:
+        """Healthy from now (a person dismissed the fault)."""
+        self.health = Health(OK, None, now, 0.0, {}, f"{self.name} looks healthy.")
+        self._clean = 0
+
     def update(self, now: float, findings: list[Finding]) -> Health | None:
         """Feed this check's findings; the new health if its state or fault changed."""
-        worst = max(findings, key=_rank, default=None)
-        state = OK if worst is None else worst.state
+        top = worst(findings)
+        state = OK if top is None else top.state
         current = self.health
         if state == OK and current.state != OK:
             self._clean += 1
@@ -86,10 +96,10 @@ class Tracker:
         if state == OK:
             fresh = Health(OK, None, now, 0.0, {}, f"{self.name} looks healthy.")
         else:
-            assert worst is not None
-            since = now if worst.started is None else min(now, worst.started)
-            fresh = Health(state, worst.fault, since, confidence(worst.score), worst.evidence,
-                           worst.explanation)
+            assert top is not None
+            since = now if top.started is None else min(now, top.started)
+            fresh = Health(state, top.fault, since, confidence(top.score), top.evidence,
+                           top.explanation)
         if (fresh.state, fresh.fault) == (current.state, current.fault):
             self.health = Health(current.state, current.fault, current.since, fresh.confidence,
                                  fresh.evidence, fresh.explanation)

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config, PolicyConfig
+from agent.diagnosis import answers
 from agent.diagnosis.actuators import Timing
+from agent.diagnosis.engine import SENSOR_FAULTS, DiagnoseEngine, Vector
 from agent.diagnosis.fleet import Change, Diagnoser, Layout
 from agent.diagnosis.intake import Measured, canonical, measured, state_of
-from agent.diagnosis.verdict import FAULTY, Health
+from agent.diagnosis.verdict import FAULTY, OK, Health
 from agent.mqtt import Message
 from agent.policy.signing import parse_command, verify
 from agent.service.homeassistant import safe_id
@@ -113,6 +115,9 @@ class HealthService:
         self.actuator_keys = {a.key for p in config.policies for a in p.actuators}
         self.per_device: dict[str, int] = {}
         self.ignored = 0  # readings and states of series or actuators not tracked
+        # the diagnose engines' gate per quantity (agent.service.diagnosing fills it in)
+        self.gates: dict[str, dict[str, Any]] = {}
+        self.store_label: Callable[[dict[str, Any]], None] | None = None
 
     def reconfigure(self, config: Config) -> None:
         """A reload's new diagnosis settings, rooms and actuators; what has been learnt about
@@ -266,8 +271,18 @@ class HealthService:
     def topic(self, kind: str, key: str) -> str:
         return f"{self.base}/{key}" if kind == "sensor" else f"{self.base}/actuators/{key}"
 
+    def engine_of(self, kind: str, key: str, fault: str | None = None) -> str:
+        """Which engine judges this series' ``fault``: "model" where the gate gave that fault
+        kind of its quantity to the diagnose engine, else "statistical" (actuators always);
+        for a healthy series, "model" if the engine judges any kind of it."""
+        engine = self.diagnoser.engines.get(key.split("/")[-1]) if kind == "sensor" else None
+        if engine is None or (fault is not None and fault not in engine.kinds):
+            return "statistical"
+        return "model"
+
     def _retain(self, kind: str, key: str, health: Health, now: float) -> None:
-        body = {**health.message(), "ts": round(now, 3)}
+        body = {**health.message(), "engine": self.engine_of(kind, key, health.fault),
+                "ts": round(now, 3)}
         self.publish(self.topic(kind, key), dumps(body), qos=1, retain=True)
 
     def _event(self, change: Change, now: float) -> None:
@@ -344,4 +359,86 @@ class HealthService:
             unhealthy = {f"{kind}:{key}": {"state": t.health.state, "fault": t.health.fault}
                          for (kind, key), t in self.diagnoser.trackers.items()
                          if t.health.state != "ok"}
-        return {"unhealthy": unhealthy, "paused": dict(self.paused)}
+            quantities = sorted({m.quantity for m in self.diagnoser.series.values()}
+                                | set(self.gates))
+            engines = {q: {fault: self.engine_of("sensor", q, fault) for fault in SENSOR_FAULTS}
+                       for q in quantities}
+        return {"unhealthy": unhealthy, "paused": dict(self.paused), "engines": engines,
+                "gates": dict(self.gates)}
+
+    # -- the diagnose engines (agent.service.diagnosing) ---------------------------------------
+
+    def install(self, engines: dict[str, DiagnoseEngine], gates: dict[str, dict[str, Any]]
+                ) -> None:
+        with self.lock:
+            self.diagnoser.engines = dict(engines)
+            self.gates = dict(gates)
+
+    def fill(self, embed: Callable[[str], Vector]) -> int:
+        """Embed the digests the engines want (without the lock: embedding is slow)."""
+        with self.lock:
+            wanted = {q: list(e.wanted) for q, e in self.diagnoser.engines.items()}
+            for e in self.diagnoser.engines.values():
+                e.wanted.clear()
+        done = 0
+        for quantity, texts in wanted.items():
+            for text in texts[:8]:
+                vector = embed(text)
+                with self.lock:
+                    engine = self.diagnoser.engines.get(quantity)
+                    if engine is not None:
+                        engine.learn(text, vector)
+                done += 1
+        return done
+
+    # -- people's answers ----------------------------------------------------------------------
+
+    def answer(self, request_id: object, text: str) -> dict[str, Any] | None:
+        """A reply (SPEC 7's shape, with ``diagnosis``) when ``text`` confirms or dismisses a
+        sensor's fault; None when it is no answer about a sensor."""
+        if not self.enabled:
+            return None
+        origin = "cli" if str(request_id).startswith("cli-") else "intent"
+        with self.lock:
+            unhealthy = {k: t.health.fault or "" for (kind, k), t in self.diagnoser.trackers.items()
+                         if kind == "sensor" and t.health.state != OK}
+            parsed = answers.parse(text, list(self.diagnoser.series), unhealthy)
+        if parsed is None:
+            return None
+        if isinstance(parsed, answers.Unclear):
+            return {"id": request_id, "ok": False, "command": None, "error": parsed.reason}
+        return self._answered(request_id, parsed, origin)
+
+    def _answered(self, request_id: object, parsed: answers.Answer, origin: str
+                  ) -> dict[str, Any]:
+        now = self.clock()
+        key = parsed.key
+        with self.lock:
+            tracker = self.diagnoser.trackers.get(("sensor", key))
+            health = None if tracker is None else tracker.health
+            digest = self.diagnoser.digests.get(key, "")
+            if health is None or (parsed.verdict == answers.CONFIRMED and health.state == OK):
+                name = key.replace("/", " ")
+                return {"id": request_id, "ok": False, "command": None,
+                        "error": f"{name} looks healthy to me: there is no fault to confirm"}
+            if parsed.verdict == answers.DISMISSED:
+                self.diagnoser.dismiss(key, now)
+                fresh = self.diagnoser.trackers[("sensor", key)].health
+        label = health.fault or OK if parsed.verdict == answers.CONFIRMED else OK
+        device, quantity = key.split("/", 1)
+        row = {"ts": now, "device": device, "quantity": quantity, "verdict": parsed.verdict,
+               "fault": health.fault, "label": label, "digest": digest, "origin": origin}
+        if self.store_label is not None:
+            self.store_label(row)
+        text = (f"{key.replace('/', ' ')}: {health.fault or 'no fault'} {parsed.verdict}"
+                + (", the alarm is cleared." if parsed.verdict == answers.DISMISSED else "."))
+        if parsed.verdict == answers.DISMISSED:
+            self._retain("sensor", key, fresh, now)
+            self.publish(self.topic_faults, dumps(
+                {"ts": round(now, 3), "kind": "sensor", "key": key, "previous": health.state,
+                 **fresh.message(), "dismissed": health.fault}), qos=1)
+        log.info("health %s: %s", key, text)
+        return {"id": request_id, "ok": True, "command": None, "error": None,
+                "diagnosis": {"device": device, "quantity": quantity,
+                              "verdict": parsed.verdict, "fault": health.fault,
+                              "label": label, "explanation": text}}

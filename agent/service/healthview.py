@@ -28,14 +28,15 @@ def parse(messages: dict[str, bytes], base: str) -> list[tuple[str, dict[str, An
 def lines(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     if not rows:
         return ["no health reported yet (is the agent running with diagnosis enabled?)"]
-    out = [f"{'state':<8} {'fault':<13} {'since':<20} what"]
+    out = [f"{'state':<8} {'fault':<13} {'engine':<11} {'since':<20} what"]
     for key, h in rows:
         since = h.get("since")
         when = (datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
                 if isinstance(since, (int, float)) else "?")
-        out.append(f"{h['state']:<8} {h.get('fault') or '-':<13} {when:<20} {key}")
+        engine = h.get("engine") or "-"
+        out.append(f"{h['state']:<8} {h.get('fault') or '-':<13} {engine:<11} {when:<20} {key}")
         if h["state"] != "ok":
-            out.append(f"{'':<43} {h.get('explanation', '')}")
+            out.append(f"{'':<55} {h.get('explanation', '')}")
     return out
 
 

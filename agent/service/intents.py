@@ -69,6 +69,9 @@ class IntentHandler:
         self._registry = registry
         self.confirmations = confirmations
         self._understood: tuple[Registry, Understander] | None = None
+        # people's answers on a sensor's health ("the kitchen thermometer is fine"): a reply,
+        # or None when the text is no such answer (agent.service.health)
+        self.diagnosis: Callable[[object, str], dict[str, Any] | None] | None = None
 
     def handle(self, payload: bytes) -> dict[str, Any]:
         """A request (SPEC 7) -> its reply."""
@@ -93,6 +96,9 @@ class IntentHandler:
                 return self._confirmed(decisions, request_id, token, text)
             if text is None:
                 return refusal(request_id, "bad request: no text")
+            answered = None if self.diagnosis is None else self.diagnosis(request_id, text)
+            if answered is not None:
+                return answered
             return self._asked(decisions, request_id, text)
         except AgentError as exc:
             return refusal(request_id, str(exc))

@@ -74,6 +74,7 @@ def build_decisions(agent: Agent) -> None:
         per_minute=cfg.intents.per_minute,
     )
     log_confirming(cfg)
+    handler.diagnosis = agent.health.answer
     attach_health(agent, key)
 
 
@@ -88,6 +89,12 @@ def attach_health(agent: Agent, key: bytes) -> None:
         decisions.safety.health = agent.health.lookup  # interlocks that name a fault
         decisions.hold = lambda policy, trigger: held(decisions, agent.health, policy, trigger)
         decisions.input_health = agent.health.inputs
+    store, on_db = agent.store, agent.ingestor.call
+
+    def store_label(row: dict[str, Any]) -> None:  # people's answers, on the database thread
+        on_db(lambda: store.diagnosis_label_add(**row))
+
+    agent.health.store_label = store_label
 
 
 def start_decisions(agent: Agent) -> None:
@@ -157,6 +164,34 @@ def prepare(agent: Agent) -> None:
     except Exception:  # a failed gate leaves the policies on rules; it must not end the thread
         log.exception("preparing the policies' engines failed; they run on rules")
     agent.publish_status()
+    schedule_diagnosis(agent)
+
+
+def schedule_diagnosis(agent: Agent) -> None:
+    """The diagnose engines, ``diagnosis.engine_after`` from now (agent.service.diagnosing)."""
+    from agent.service.diagnosing import DiagnoseLearning
+
+    cfg, calls = agent.config.diagnosis, agent.decisions
+    if not cfg.enabled or cfg.engine != "auto" or agent.worker is None or calls is None:
+        return
+    sha = calls.model_sha256 or ""
+    learning = DiagnoseLearning(agent.health, calls.model.embed, sha, agent.config.agent.data_dir,
+                                agent.store, agent.ingestor.call)
+
+    def run() -> None:
+        try:
+            learning.prepare()
+        except Exception:  # the statistical detectors stay; the agent goes on
+            log.exception("preparing the diagnose engines failed; statistical detectors only")
+        agent.publish_status()
+
+    start = datetime.fromtimestamp(time.time() + cfg.engine_after, tz=timezone.utc)
+    scheduler = agent.scheduler
+    scheduler.add_job(run, "date", run_date=start, id="diagnose-engines")
+    scheduler.add_job(learning.retrain, "interval", hours=1, id="diagnose-retrain",
+                      max_instances=1)
+    scheduler.add_job(learning.fill, "interval", seconds=5, id="diagnose-fill", max_instances=1,
+                      coalesce=True)
 
 
 def model_unusable(agent: Agent, reason: str) -> None:

@@ -71,4 +71,23 @@ def render(statuses: dict[str, dict[str, Any]], own: str) -> list[str]:
             f"{s.get('outbox_depth', '-')!s:>6}  {s.get('model') or '-'}"
             f"{' / ' + policies if policies else ''}"
         )
+        engines = diagnosis_engines(s)
+        if engines:
+            lines.append(f"{'':<20} diagnosis: {engines}")
     return lines
+
+
+def diagnosis_engines(status: dict[str, Any]) -> str:
+    """Which engine diagnoses each quantity: "temperature: model (drift, spiky), co2:
+    statistical"."""
+    health = status.get("health")
+    engines = health.get("engines") if isinstance(health, dict) else None
+    if not isinstance(engines, dict):
+        return ""
+    out = []
+    for quantity, kinds in sorted(engines.items()):
+        model = sorted(k for k, e in kinds.items() if e == "model") if isinstance(
+            kinds, dict) else []
+        out.append(f"{quantity}: model ({', '.join(model)})" if model
+                   else f"{quantity}: statistical")
+    return ", ".join(out)

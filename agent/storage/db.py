@@ -304,3 +304,22 @@ class Store:
     def examples(self, policy: str) -> list[tuple[str, str]]:
         return [(d, a) for d, a in self.conn.execute(
             "SELECT digest, action FROM examples WHERE policy = ? ORDER BY id", (policy,))]
+
+    # -- people's answers on faults (the diagnose heads' labels) --------------------------------
+
+    def diagnosis_label_add(self, ts: float, device: str, quantity: str, verdict: str,
+                            fault: str | None, label: str, digest: str, origin: str) -> None:
+        try:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT INTO diagnosis_labels (ts, device, quantity, verdict, fault, label, "
+                    "digest, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ts, device, quantity, verdict, fault, label, digest, origin))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot store a diagnosis label in {self.path}: {exc}") from None
+
+    def diagnosis_labels(self) -> list[tuple[str, str, str]]:
+        """(quantity, digest, label) of people's answers that carry a digest, oldest first."""
+        return [(q, d, lb) for q, d, lb in self.conn.execute(
+            "SELECT quantity, digest, label FROM diagnosis_labels WHERE digest != '' "
+            "ORDER BY id")]

@@ -111,3 +111,19 @@ def _decisions(db: sqlite_utils.Database) -> None:
         action TEXT NOT NULL,
         origin TEXT NOT NULL           -- override (a person changed the actuator), ...
     )""")
+
+
+@migration("0003_diagnosis_labels")
+def _diagnosis_labels(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE diagnosis_labels (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        device TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        verdict TEXT NOT NULL,         -- confirmed or dismissed
+        fault TEXT,                    -- the fault the agent reported then, if any
+        label TEXT NOT NULL,           -- what the head learns: the fault, or ok
+        digest TEXT NOT NULL,          -- the series' digest when the person answered
+        origin TEXT NOT NULL           -- intent or cli, and who asked
+    )""")
+    db.execute("CREATE INDEX diagnosis_labels_quantity ON diagnosis_labels (quantity)")
