@@ -45,7 +45,7 @@ def test_endpoints_show_what_the_agent_sees(
     assert {"device": "livingroom-1", "quantity": "temperature", "band": [20, 24]} in \
         call(base, "/api/series")[1]
 
-    wait_for(lambda: call(base, "/api/overview")[1]["rejected_by_reason"], 20, "a rejection")
+    wait_for(lambda: bool(call(base, "/api/overview")[1]["rejected_by_reason"]), 20, "a rejection")
     overview = call(base, "/api/overview")[1]
     assert overview["agent"] == AGENT and overview["state"] == "online"
     assert overview["broker"]["connected"] is True
@@ -75,13 +75,14 @@ def test_acting_needs_the_token_and_goes_through_the_intent_path(
     status, reply = call(base, "/api/intents", TOKEN, text)
     assert status == 200, reply
     assert reply["ok"] is True and reply["command"]["action"] == "off", reply
-    wait_for(lambda: watch.on(HVAC_SET), 20, "the command at the actuator")
+    wait_for(lambda: bool(watch.on(HVAC_SET)), 20, "the command at the actuator")
     assert watch.on(HVAC_SET)[0]["id"] == reply["command"]["id"]
     # the same reply went out on the broker, as for any other caller
     replies = watch.on(f"edge/agents/{AGENT}/intents/reply")
     assert [r["id"] for r in replies] == [reply["id"]]
 
-    wait_for(lambda: call(base, "/api/decisions?source=intent")[1], 20, "the intent audited")
+    wait_for(lambda: bool(call(base, "/api/decisions?source=intent")[1]), 20,
+             "the intent audited")
     rows = call(base, "/api/decisions")[1]
     assert rows[0]["command"]["id"] == reply["command"]["id"]
     assert call(base, "/api/decisions?policy=no-such-policy")[1] == []
