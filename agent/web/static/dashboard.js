@@ -236,7 +236,7 @@
     const fn = loaders[page];
     if (!fn || busy) return;
     busy = true;
-    try { await fn(); } catch (e) { $("live").textContent = String(e); } finally { busy = false; }
+    try { await fn(); } catch (e) { console.warn("dashboard:", e); $("live").textContent = String(e); } finally { busy = false; }
   }
   function stream() {
     const es = new EventSource("/api/stream");
@@ -246,6 +246,8 @@
       refresh(o);
     });
     es.onerror = () => { $("live").textContent = "reconnecting…"; };
+    // a browser keeps few connections to one host: never leave a stream open behind a page
+    window.addEventListener("pagehide", () => es.close());
   }
   async function start() {
     const access = await (await fetch("/api/access", { headers: headers() })).json();
