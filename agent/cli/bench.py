@@ -31,12 +31,16 @@ def bench() -> None:
     show_default=True,
     help="Alternating baseline/agent rounds; the best of each is reported.",
 )
-def bench_ingest(count: int, devices: int, rounds: int) -> None:
+@click.option("--dashboard", is_flag=True,
+              help="Also drain with the web dashboard open and streaming, and compare.")
+def bench_ingest(count: int, devices: int, rounds: int, dashboard: bool) -> None:
     """Bare paho subscriber vs the agent's full path (validate, clean, persist, ack)."""
+    from agent.bench.dashboard import run_dashboard_bench
     from agent.bench.ingest import run_bench
 
+    run = run_dashboard_bench if dashboard else run_bench
     try:
-        ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo)
+        ok = run(count, devices=devices, rounds=rounds, echo=click.echo)
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None

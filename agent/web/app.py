@@ -79,22 +79,28 @@ def build_app(agent: Agent, token: str, loopback: bool, views: Views,
                              "write": may_write(g, token), "loopback": loopback})
 
     async def overview(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(views.overview))
+        return JSONResponse(await run_in_threadpool(views.cached, ("overview",), views.overview))
 
     async def series_list(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(views.series_list))
+        return JSONResponse(await run_in_threadpool(views.cached, ("series",), views.series_list))
 
     async def series(request: Request) -> Response:
         p, q = request.path_params, request.query_params
         window = _number(q.get("window"), 600.0)
+        key = ("series", p["device"], p["quantity"], window)
         return JSONResponse(await run_in_threadpool(
-            views.series, p["device"], p["quantity"], window))
+            views.cached, key, lambda: views.series(p["device"], p["quantity"], window)))
 
     async def decisions(request: Request) -> Response:
         q = request.query_params
         filters = {k: q.get(k, "") for k in ("policy", "action", "verdict", "engine", "source")}
         limit = int(_number(q.get("limit"), 100))
-        return JSONResponse(await run_in_threadpool(lambda: views.decisions(limit, **filters)))
+
+        def read() -> list[dict[str, Any]]:  # a new decision is never hidden by the cache
+            key = ("decisions", views.audit_last(), limit, *sorted(filters.items()))
+            return views.cached(key, lambda: views.decisions(limit, **filters))
+
+        return JSONResponse(await run_in_threadpool(read))
 
     async def health(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(views.health))
@@ -159,7 +165,7 @@ async def _events(request: Request, views: Views) -> AsyncIterator[str]:
     when it says something changed."""
     while not await request.is_disconnected():
         try:
-            data = await run_in_threadpool(views.overview)
+            data = await run_in_threadpool(views.cached, ("overview",), views.overview)
         except Exception:  # a failing read must not end the stream; said once a second
             log.exception("dashboard: overview failed")
             data = {"error": "overview failed; see the agent's log"}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from agent.config import is_loopback
+from agent.config import WebSection, is_loopback
 from agent.errors import AgentError
 from agent.web.access import load_token
 from agent.web.app import build_app
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class WebServer:
-    def __init__(self, agent: Agent) -> None:
-        web = agent.config.web
-        assert web is not None
+    def __init__(self, agent: Agent, web: WebSection | None = None) -> None:
+        web = web or agent.config.web
+        assert web is not None, "the dashboard needs a web: section"
         self.host = web.host
         self.token = load_token(web, agent.config.agent.data_dir)
         self.views = Views(agent)

@@ -8,7 +8,8 @@ import dataclasses
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agent.pipeline.core import Pipeline
 from agent.service.status import status_payload
@@ -17,8 +18,10 @@ from agent.storage import Store
 if TYPE_CHECKING:
     from agent.service.runtime import Agent
 
+T = TypeVar("T")
 MAX_WINDOW = 7 * 86400.0
 MAX_ROWS = 500
+FRESH = 1.0  # seconds an answer is served again to every open page: N pages cost as one
 
 
 class Views:
@@ -29,6 +32,22 @@ class Views:
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._rate: tuple[float, int, float] = (time.monotonic(), agent.ingestor.rows_total, 0.0)
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()``, or its answer from less than ``FRESH`` seconds ago."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < FRESH:
+                return cast(T, hit[1])
+        value = make()
+        with self._cache_lock:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = (now, value)
+        return value
 
     def close(self) -> None:
         with self._lock:
@@ -116,7 +135,8 @@ class Views:
                  now: float) -> list[dict[str, Any]]:
         """The features per configured window, as ``edge-agent features`` computes them."""
         pipeline = Pipeline(self.agent.config)
-        pipeline.restore(device, quantity, [(ts, v, c) for ts, v, c, _ in points])
+        since = now - max(self.agent.config.features.windows, default=0.0)
+        pipeline.restore(device, quantity, [(ts, v, c) for ts, v, c, _ in points if ts >= since])
         out = []
         for w in sorted(self.agent.config.features.windows):
             f = pipeline.features(device, quantity, w, now)

@@ -1,0 +1,198 @@
+"""``edge-agent bench ingest --dashboard``: the ingest drain with the dashboard open and
+streaming against the same drain without it, in one run, plus the resident memory of a real
+``edge-agent run`` with and without the dashboard.
+
+"Open and streaming" is what a person with the Series page open costs: ``PAGES`` clients each
+read the server-sent event stream and, at every event, fetch the series chart's data and the
+decisions table, as the page's script does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import yaml
+
+from agent.bench.ingest import EXAMPLE, Run, agent_run, baseline
+from agent.broker import Mosquitto
+from agent.config import WebSection
+from agent.errors import AgentError
+from agent.service.runtime import Agent
+from agent.web.server import WebServer
+
+PAGES = 2  # open browser tabs
+TARGET = 0.95  # the issue: within 5% of the drain without the dashboard
+
+
+class OpenPage:
+    """One open Series page: the event stream, and at each event the chart's and table's data."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url.rstrip("/"), token
+        self.events = 0
+        self.fetches = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="open-page", daemon=True)
+
+    def start(self) -> OpenPage:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _get(self, path: str, timeout: float = 10.0) -> bytes:
+        req = urllib.request.Request(self.url + path, headers={"X-Edge-Token": self.token})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body: bytes = r.read()
+            return body
+
+    def _run(self) -> None:
+        try:
+            req = urllib.request.Request(self.url + "/api/stream",
+                                         headers={"X-Edge-Token": self.token})
+            with urllib.request.urlopen(req, timeout=10) as stream:
+                for line in stream:
+                    if self._stop.is_set():
+                        return
+                    if line.startswith(b"data:"):
+                        self.events += 1
+                        self._page_data()
+        except (urllib.error.URLError, OSError):
+            if not self._stop.is_set():
+                self.errors += 1
+
+    def _page_data(self) -> None:
+        try:
+            series = json.loads(self._get("/api/series"))
+            if series:
+                first = series[0]
+                self._get(f"/api/series/{first['device']}/{first['quantity']}?window=600")
+            self._get("/api/decisions")
+            self.fetches += 1
+        except (urllib.error.URLError, OSError, ValueError):
+            self.errors += 1
+
+
+def with_dashboard(pages: list[OpenPage]) -> Callable[[Agent], Callable[[], None]]:
+    """The ``beside`` hook of :func:`agent_run`: serve the dashboard and open ``PAGES`` pages."""
+
+    def start(agent: Agent) -> Callable[[], None]:
+        server = WebServer(agent, WebSection(port=0))
+        server.start()
+        opened = [OpenPage(server.url, server.token).start() for _ in range(PAGES)]
+        pages.extend(opened)
+
+        def stop() -> None:
+            for page in opened:
+                page.stop()
+            server.stop()
+        return stop
+
+    return start
+
+
+def run_dashboard_bench(count: int, *, devices: int, rounds: int,
+                        echo: Callable[[str], None]) -> bool:
+    if count < 1 or devices < 1 or rounds < 1:
+        raise AgentError("readings, devices and rounds must be at least 1")
+    echo(f"bench ingest --dashboard: {count} QoS 1 readings from {devices} devices, "
+         f"{rounds} round(s) of: baseline, agent, agent with the dashboard and {PAGES} open "
+         "pages streaming")
+    plain: list[float] = []
+    dashed: list[float] = []
+    base: list[float] = []
+    pages: list[OpenPage] = []
+    with Mosquitto() as broker, tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        for r in range(rounds):
+            b = baseline(broker, count, devices, f"bench-baseline-{r}")
+            before = len(pages)
+
+            def one(kind: str, r: int = r) -> Run:
+                beside = with_dashboard(pages) if kind == "dash" else None
+                return agent_run(broker, count, devices, f"bench-{kind}-{r}",
+                                 Path(tmp) / f"{kind}-{r}", beside=beside)
+
+            if r % 2:  # the order alternates: neither run always has the warmer start
+                d, a = one("dash"), one("agent")
+            else:
+                a, d = one("agent"), one("dash")
+            base.append(b.rate)
+            plain.append(a.rate)
+            dashed.append(d.rate)
+            events = sum(p.events for p in pages[before:])
+            fetches = sum(p.fetches for p in pages[before:])
+            echo(f"  round {r + 1}: baseline {b.rate:,.0f}/s, agent {a.rate:,.0f}/s, "
+                 f"agent with dashboard {d.rate:,.0f}/s ({events} events, {fetches} page "
+                 f"refreshes served during the drain), ratio {d.rate / a.rate:.2f}")
+    ratio = max(dashed) / max(plain)
+    errors = sum(p.errors for p in pages)
+    echo(f"agent without the dashboard: {max(plain):,.0f} readings/s "
+         f"(ratio to baseline {max(plain) / max(base):.2f})")
+    echo(f"agent with the dashboard streaming to {PAGES} pages: {max(dashed):,.0f} readings/s "
+         f"(ratio to baseline {max(dashed) / max(base):.2f})")
+    echo(f"ratio with/without dashboard: {ratio:.3f} (target >= {TARGET}); page errors: {errors}")
+    for line in memory_lines():
+        echo(line)
+    return errors == 0
+
+
+def memory_lines(settle: float = 5.0) -> list[str]:
+    """Resident memory of a real ``edge-agent run`` (ingest only, no model) without and with
+    the dashboard, an open page streaming for ``settle`` seconds."""
+    out = []
+    with Mosquitto() as broker, tempfile.TemporaryDirectory(prefix="edge-rss-") as tmp:
+        for web in (False, True):
+            rss = _agent_rss(broker, Path(tmp) / ("web" if web else "plain"), web, settle)
+            out.append(f"edge-agent run resident memory {'with' if web else 'without'} the "
+                       f"dashboard: {rss:.1f} MB")
+    return out
+
+
+def _agent_rss(broker: Mosquitto, data_dir: Path, web: bool, settle: float) -> float:
+    data_dir.mkdir(parents=True)
+    cfg = yaml.safe_load(EXAMPLE.read_text())  # as bench_config, but as a file for `run`
+    cfg["agent"].update(id="bench-rss", data_dir=str(data_dir), log_level="WARNING")
+    cfg["mqtt"].update(port=broker.port)
+    cfg["policies"], cfg["interlocks"] = [], []
+    cfg["security"]["command_key_file"] = None
+    port = 0
+    if web:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg["web"] = {"host": "127.0.0.1", "port": port}
+    path = data_dir / "agent.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("wb"))
+    page = None
+    try:
+        time.sleep(2.0)
+        if web:
+            token = (data_dir / "web.token").read_text().strip()
+            page = OpenPage(f"http://127.0.0.1:{port}", token).start()
+        time.sleep(settle)
+        if proc.poll() is not None:
+            raise AgentError("the agent measured for memory exited: "
+                             + (data_dir / "agent.log").read_text()[-500:])
+        return float(psutil.Process(proc.pid).memory_info().rss) / 1e6
+    finally:
+        if page is not None:
+            page.stop()
+        proc.terminate()
+        proc.wait(15)
