@@ -86,7 +86,24 @@ class OpenPage:
             self.errors += 1
 
 
-def with_dashboard(pages: list[OpenPage]) -> Callable[[Agent], Callable[[], None]]:
+def refresh_cpu_ms(server: WebServer, times: int = 5) -> float:
+    """CPU milliseconds of one page refresh (overview event, series list, a 10 min chart with
+    features, the decisions table) over the drained database, uncached: the median of ``times``."""
+    views = server.views
+    spent = []
+    for _ in range(times):
+        start = time.thread_time()
+        views.overview()
+        series = views.series_list()
+        if series:
+            views.series(series[0]["device"], series[0]["quantity"], 600.0)
+        views.decisions(100)
+        spent.append((time.thread_time() - start) * 1000)
+    return sorted(spent)[times // 2]
+
+
+def with_dashboard(pages: list[OpenPage], costs: list[float]
+                   ) -> Callable[[Agent], Callable[[], None]]:
     """The ``beside`` hook of :func:`agent_run`: serve the dashboard and open ``PAGES`` pages."""
 
     def start(agent: Agent) -> Callable[[], None]:
@@ -98,6 +115,7 @@ def with_dashboard(pages: list[OpenPage]) -> Callable[[Agent], Callable[[], None
         def stop() -> None:
             for page in opened:
                 page.stop()
+            costs.append(refresh_cpu_ms(server))
             server.stop()
         return stop
 
@@ -115,13 +133,14 @@ def run_dashboard_bench(count: int, *, devices: int, rounds: int,
     dashed: list[float] = []
     base: list[float] = []
     pages: list[OpenPage] = []
+    costs: list[float] = []
     with Mosquitto() as broker, tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         for r in range(rounds):
             b = baseline(broker, count, devices, f"bench-baseline-{r}")
             before = len(pages)
 
             def one(kind: str, r: int = r) -> Run:
-                beside = with_dashboard(pages) if kind == "dash" else None
+                beside = with_dashboard(pages, costs) if kind == "dash" else None
                 return agent_run(broker, count, devices, f"bench-{kind}-{r}",
                                  Path(tmp) / f"{kind}-{r}", beside=beside)
 
@@ -144,6 +163,8 @@ def run_dashboard_bench(count: int, *, devices: int, rounds: int,
     echo(f"agent with the dashboard streaming to {PAGES} pages: {max(dashed):,.0f} readings/s "
          f"(ratio to baseline {max(dashed) / max(base):.2f})")
     echo(f"ratio with/without dashboard: {ratio:.3f} (target >= {TARGET}); page errors: {errors}")
+    echo(f"one page refresh costs {min(costs):.1f} ms of CPU ({count} readings stored; answers "
+         "are shared by every open page for 1 s)")
     for line in memory_lines():
         echo(line)
     return errors == 0
@@ -182,9 +203,13 @@ def _agent_rss(broker: Mosquitto, data_dir: Path, web: bool, settle: float) -> f
                             stdout=subprocess.DEVNULL, stderr=(data_dir / "agent.log").open("wb"))
     page = None
     try:
+        token_file = data_dir / "web.token"
+        deadline = time.monotonic() + 60
+        while web and not token_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         time.sleep(2.0)
         if web:
-            token = (data_dir / "web.token").read_text().strip()
+            token = token_file.read_text().strip()
             page = OpenPage(f"http://127.0.0.1:{port}", token).start()
         time.sleep(settle)
         if proc.poll() is not None:

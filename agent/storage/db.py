@@ -303,6 +303,12 @@ class Store:
             "FROM outbox ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         return [OutboxRow(*row) for row in reversed(rows)]
 
+    def outbox_by_ids(self, ids: Sequence[str]) -> list[OutboxRow]:
+        marks = ", ".join("?" for _ in ids)
+        return [OutboxRow(*row) for row in self.conn.execute(
+            "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
+            f"FROM outbox WHERE id IN ({marks})", tuple(ids))] if ids else []
+
     def audit_add(self, row: dict[str, object]) -> None:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)

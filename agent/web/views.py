@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 MAX_WINDOW = 7 * 86400.0
 MAX_ROWS = 500
+MAX_POINTS = 3000  # the newest points of a chart: more than a screen's width of pixels
 FRESH = 1.0  # seconds an answer is served again to every open page: N pages cost as one
 
 
@@ -114,8 +115,11 @@ class Views:
         key = f"{device}/{quantity}"
         with self._lock:
             db = self._db()
-            points = db.points_detail(device, quantity, now - window)
+            points = db.points_detail(device, quantity, now - window, MAX_POINTS)
             commands = db.outbox_since(now - window)
+            since = now - max(self.agent.config.features.windows, default=0.0)
+            recent = ([(ts, v, c) for ts, v, c, _ in points if ts >= since]
+                      if len(points) < MAX_POINTS else db.points(device, quantity, since))
         policies = {p.name for p in self.agent.config.policies if key in p.inputs}
         marks = []
         for row in commands:
@@ -128,15 +132,14 @@ class Views:
             "band": self._targets().get(key),
             "points": [list(p) for p in points],
             "commands": marks,
-            "features": self.features(device, quantity, points, now),
+            "features": self.features(device, quantity, recent, now),
         }
 
-    def features(self, device: str, quantity: str, points: list[tuple[float, float, float, bool]],
+    def features(self, device: str, quantity: str, points: list[tuple[float, float, float]],
                  now: float) -> list[dict[str, Any]]:
         """The features per configured window, as ``edge-agent features`` computes them."""
         pipeline = Pipeline(self.agent.config)
-        since = now - max(self.agent.config.features.windows, default=0.0)
-        pipeline.restore(device, quantity, [(ts, v, c) for ts, v, c, _ in points if ts >= since])
+        pipeline.restore(device, quantity, points)
         out = []
         for w in sorted(self.agent.config.features.windows):
             f = pipeline.features(device, quantity, w, now)
@@ -150,7 +153,8 @@ class Views:
         equal = {k: v for k, v in equal.items() if v}
         with self._lock:
             rows = self._db().audit_query(min(max(limit, 1), MAX_ROWS), **equal)
-            commands = {r.id: r for r in self._db().outbox_rows(MAX_ROWS)}
+            ids = [str(r["command_id"]) for r in rows if r["command_id"]]
+            commands = {r.id: r for r in self._db().outbox_by_ids(ids)}
         for row in rows:
             row["scores"] = json.loads(str(row["scores"]))
             cmd = commands.get(str(row["command_id"])) if row["command_id"] else None

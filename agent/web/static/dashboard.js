@@ -88,6 +88,7 @@
     const wanted = new URLSearchParams(location.search).get("series");
     if (wanted && list.some((s) => s.device + "/" + s.quantity === wanted)) pick.value = wanted;
     else if (had) pick.value = had;
+    else { const banded = list.find((s) => s.band); if (banded) pick.value = banded.device + "/" + banded.quantity; }
   }
   function drawCommands(u) {
     {
