@@ -148,6 +148,7 @@
 
   // -- decisions --------------------------------------------------------------------------
   let auditLast = -1;
+  const opened = new Set();  // rows kept open across the live refreshes
   async function loadDecisions() {
     const q = new URLSearchParams(new FormData($("filters")));
     const rows = await get("/api/decisions?" + q.toString());
@@ -164,7 +165,11 @@
         "\nsafety verdict: " + r.verdict + "\nmodel: " + (r.model_sha256 || "") +
         (r.raw_output ? "\nmodel output: " + r.raw_output : "") +
         "\ncommand: " + (r.command ? JSON.stringify(r.command, null, 1) : "none");
-      tr.addEventListener("click", () => { detail.hidden = !detail.hidden; });
+      detail.hidden = !opened.has(r.decision_id);
+      tr.addEventListener("click", () => {
+        detail.hidden = !detail.hidden;
+        if (detail.hidden) opened.delete(r.decision_id); else opened.add(r.decision_id);
+      });
       body.append(tr, detail);
     }
   }
