@@ -329,6 +329,31 @@ class MetricsSection(_Section):
     host: str = "127.0.0.1"
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Exactly 127.0.0.1, ::1 or localhost: any other address (127.0.0.2 too, and 0.0.0.0)
+    counts as reachable by others, so the dashboard there needs a token."""
+    return host.strip().lower() in LOOPBACK_HOSTS
+
+
+class WebSection(_Section):
+    # the local web dashboard; port 0 takes a free port (the log says which)
+    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    # a file holding the dashboard's token; required unless host is loopback
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSection:
+        if not is_loopback(self.host) and self.token_file is None:
+            raise ValueError(f"web.host {self.host!r} is not loopback (127.0.0.1, ::1, "
+                             "localhost): set web.token_file, or anyone who reaches it reads "
+                             "the agent's data")
+        return self
+
+
 class HomeAssistantSection(_Section):
     discovery: bool = False
     prefix: TopicWord = "homeassistant"
@@ -660,6 +685,7 @@ class Config(_Section):
     security: SecuritySection = SecuritySection()
     intents: IntentsSection = IntentsSection()
     metrics: MetricsSection = MetricsSection()
+    web: WebSection | None = None  # null: no dashboard
     homeassistant: HomeAssistantSection = HomeAssistantSection()
     service: ServiceSection = ServiceSection()
     policies: list[PolicyConfig] = Field(default_factory=list)

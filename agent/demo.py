@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.broker import Mosquitto
-from agent.config import Config, load_config
+from agent.config import Config, WebSection, load_config
 from agent.errors import AgentError
 from agent.policy.signing import generate_key_file, load_key
 from agent.service.health import HealthService, safe_action
 from agent.service.runtime import Agent
+from agent.web.server import serve_dashboard
 from firmware_sim.house import House, Snapshot
 from firmware_sim.report import summary_lines
 
@@ -75,6 +76,7 @@ def demo_config(
             "mqtt": base.mqtt.model_copy(update={"host": broker.host, "port": broker.port}),
             "security": base.security.model_copy(update={"command_key_file": key_file}),
             "policies": policies,
+            "web": base.web or WebSection(port=0),  # a free loopback port
         }
     )
 
@@ -301,8 +303,12 @@ def run_demo(
         )
         agent = Agent(cfg) if with_agent else None
         house = House.from_scenario(scenario, broker.host, broker.port, key=key, speed=speed)
+        web = None
         if agent is not None:
             agent.start()
+            web = serve_dashboard(agent)
+            if web is not None:
+                echo(f"demo: dashboard at {web.url}?token={web.token}")
         house.start()
         try:
             _watch(house, agent, broker, scenario, duration, speed, live, echo)
@@ -310,6 +316,8 @@ def run_demo(
             echo("demo: interrupted")
         finally:
             house.stop()
+            if web is not None:
+                web.stop()
             if agent is not None:
                 agent.stop()
         return _summary(house, agent, scenario, key, speed, report, echo)

@@ -9,6 +9,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("agent.__main__",),
     ("agent.cli",),
     ("agent.bench", "agent.demo"),
+    ("agent.web",),  # the dashboard: started beside the agent by run, demo and bench
     ("agent.service", "agent.tune"),
     ("agent.peers", "agent.storage", "agent.diagnosis"),
     ("agent.policy", "agent.pipeline", "agent.mqtt", "agent.nlu", "agent.broker"),

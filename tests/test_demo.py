@@ -37,6 +37,7 @@ def test_the_demo_command_runs_headless_and_exits_0(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "summary after" in proc.stdout
+    assert "demo: dashboard at http://127.0.0.1:" in proc.stdout  # a free loopback port
     bad = subprocess.run([sys.executable, "-m", "agent", "demo", "--scenario", "no-such-thing",
                           "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)

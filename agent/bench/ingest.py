@@ -128,8 +128,10 @@ def bench_config(broker: Mosquitto, data_dir: Path, name: str) -> Config:
     return parse_config(yaml.safe_dump(data))
 
 
-def agent_run(broker: Mosquitto, count: int, devices: int, name: str, data_dir: Path) -> Run:
-    """The agent's full path: validate, clean, persist, then acknowledge."""
+def agent_run(broker: Mosquitto, count: int, devices: int, name: str, data_dir: Path,
+              beside: Callable[[Agent], Callable[[], None]] | None = None) -> Run:
+    """The agent's full path: validate, clean, persist, then acknowledge; ``beside`` starts
+    something next to the agent for the timed drain (the dashboard) and returns its stop."""
     cfg = bench_config(broker, data_dir, name)
     first = Agent(cfg)
     first.start()
@@ -140,10 +142,13 @@ def agent_run(broker: Mosquitto, count: int, devices: int, name: str, data_dir: 
     _backlog(broker, count, devices)
     start, cpu = time.perf_counter(), cpu_seconds()
     agent = Agent(cfg)
+    stop_beside = beside(agent) if beside is not None else None
     agent.start()
     _wait(lambda: agent.ingestor.rows_total >= count, 600, "the agent to persist every reading")
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     received = agent.ingestor.counters.received
+    if stop_beside is not None:
+        stop_beside()
     agent.stop()
     check = Agent(cfg)  # anything not acknowledged would be redelivered now
     check.start()

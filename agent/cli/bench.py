@@ -33,13 +33,20 @@ def bench() -> None:
 )
 @click.option("--pinned/--no-pinned", "pin", default=True, show_default=True,
               help="One more round with the bench pinned to one core and the broker to another.")
-def bench_ingest(count: int, devices: int, rounds: int, pin: bool) -> None:
+@click.option("--dashboard", is_flag=True,
+              help="Also drain with the web dashboard open and streaming, and compare.")
+def bench_ingest(count: int, devices: int, rounds: int, pin: bool, dashboard: bool) -> None:
     """Bare paho subscriber vs the agent's full path (validate, clean, persist, ack):
-    readings/s and CPU seconds per 1,000 readings, side by side, and on one core."""
+    readings/s and CPU seconds per 1,000 readings, side by side, and on one core; with
+    --dashboard, the agent with the web dashboard streaming against without it."""
+    from agent.bench.dashboard import run_dashboard_bench
     from agent.bench.ingest import run_bench
 
     try:
-        ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo, pin=pin)
+        if dashboard:
+            ok = run_dashboard_bench(count, devices=devices, rounds=rounds, echo=click.echo)
+        else:
+            ok = run_bench(count, devices=devices, rounds=rounds, echo=click.echo, pin=pin)
     except AgentError as exc:
         click.echo(f"bench: {exc}", err=True)
         raise SystemExit(EXIT_FAILURE) from None

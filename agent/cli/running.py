@@ -45,6 +45,7 @@ def check_config(config: str) -> None:
 def run(config: str, log_level: str | None) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C (what the service runs)."""
     from agent.service.runtime import Agent
+    from agent.web.server import serve_dashboard
 
     cfg = load(config)
     setup_logging(log_level or cfg.agent.log_level)
@@ -66,7 +67,12 @@ def run(config: str, log_level: str | None) -> None:
             ).start()
 
         signal.signal(signal.SIGHUP, on_hup)
-        code = agent.run(stop)
+        web = serve_dashboard(agent)  # before run: it shows the agent starting too
+        try:
+            code = agent.run(stop)
+        finally:
+            if web is not None:
+                web.stop()
     except AgentError as exc:
         raise fail("edge-agent", exc) from None
     raise SystemExit(code)

@@ -409,6 +409,21 @@ class HealthService:
             return {"id": request_id, "ok": False, "command": None, "error": parsed.reason}
         return self._answered(request_id, parsed, origin)
 
+    def label(self, kind: str, key: str, label: str) -> dict[str, Any]:
+        """A person's confirm or dismiss of sensor series ``key`` from the dashboard: the same
+        answer as the intents topic or `edge-agent health confirm|dismiss` gives (a label in
+        the database, a dismissed alarm cleared)."""
+        if kind != "sensor" or label not in ("confirm", "dismiss"):
+            return {"ok": False, "error": "only a sensor's fault can be confirmed or dismissed"}
+        if not self.enabled:
+            return {"ok": False, "error": "diagnosis is off"}
+        with self.lock:
+            known = ("sensor", key) in self.diagnoser.trackers
+        if not known:
+            return {"ok": False, "error": f"{key} is no series this agent diagnoses"}
+        verdict = answers.CONFIRMED if label == "confirm" else answers.DISMISSED
+        return self._answered(f"web-{key}", answers.Answer(verdict, key), "web")
+
     def _answered(self, request_id: object, parsed: answers.Answer, origin: str
                   ) -> dict[str, Any]:
         now = self.clock()

@@ -141,6 +141,7 @@ class Agent:
         self._known = (config, known_actuators(config))
         self.model_ready = threading.Event()
         self.metrics: Metrics | None = None
+        self.intent_listeners: list[Callable[[dict[str, Any]], None]] = []  # the dashboard
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -366,6 +367,8 @@ class Agent:
 
     def reply_intent(self, reply: dict[str, Any]) -> None:
         self.mqtt.publish(f"{self.topic_intents}/reply", dumps(reply), qos=1)
+        for listener in self.intent_listeners:
+            listener(reply)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish, signed with this agent's identity if it goes to its peers."""

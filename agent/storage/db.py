@@ -76,6 +76,22 @@ class Store:
             raise StorageError(f"cannot open database {path}: {exc}") from None
         self._series: dict[tuple[str, str], int] = {}
 
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """A read-only view of an existing database, for readers beside the agent (the
+        dashboard): its own connection, no migrations, never a writer's lock."""
+        store = cls.__new__(cls)
+        store.path = path
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {path} to read: {exc}") from None
+        store.db = sqlite_utils.Database(conn)
+        store._series = {}
+        return store
+
     @property
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection = self.db.conn
@@ -154,6 +170,16 @@ class Store:
                 (device, quantity, since),
             )
         ]
+
+    def points_detail(self, device: str, quantity: str, since: float, limit: int = 5000
+                      ) -> list[tuple[float, float, float, bool]]:
+        """``(ts, value, clean, outlier)`` of a series since ``since``: the newest ``limit``,
+        oldest first."""
+        rows = self.conn.execute(
+            "SELECT ts, value, clean, outlier FROM readings JOIN series ON series.id = series_id "
+            "WHERE device = ? AND quantity = ? AND ts >= ? ORDER BY ts DESC LIMIT ?",
+            (device, quantity, since, limit)).fetchall()
+        return [(ts, v, c, bool(o)) for ts, v, c, o in reversed(rows)]
 
     def recent(
         self, limit: int = 20, device: str | None = None, quantity: str | None = None
@@ -277,6 +303,12 @@ class Store:
             "FROM outbox ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         return [OutboxRow(*row) for row in reversed(rows)]
 
+    def outbox_by_ids(self, ids: Sequence[str]) -> list[OutboxRow]:
+        marks = ", ".join("?" for _ in ids)
+        return [OutboxRow(*row) for row in self.conn.execute(
+            "SELECT id, decision_id, topic, payload, created, expires, state, attempts "
+            f"FROM outbox WHERE id IN ({marks})", tuple(ids))] if ids else []
+
     def audit_add(self, row: dict[str, object]) -> None:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -295,6 +327,18 @@ class Store:
         cur = self.conn.execute(sql, args)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in reversed(cur.fetchall())]
+
+    def audit_query(self, limit: int = 100, **equal: str) -> list[dict[str, object]]:
+        """The newest ``limit`` audit rows, newest first, whose columns equal ``equal``
+        (policy, action, verdict, engine, source)."""
+        allowed = {"policy", "action", "verdict", "engine", "source"}
+        where = [f"{k} = ?" for k in equal if k in allowed]
+        args = [v for k, v in equal.items() if k in allowed]
+        cur = self.conn.execute(
+            "SELECT * FROM audit " + (f"WHERE {' AND '.join(where)} " if where else "")
+            + "ORDER BY id DESC LIMIT ?", (*args, limit))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def example_add(self, ts: float, policy: str, digest: str, action: str, origin: str) -> None:
         with self.conn:
