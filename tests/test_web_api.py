@@ -78,8 +78,9 @@ def test_acting_needs_the_token_and_goes_through_the_intent_path(
     wait_for(lambda: bool(watch.on(HVAC_SET)), 20, "the command at the actuator")
     assert watch.on(HVAC_SET)[0]["id"] == reply["command"]["id"]
     # the same reply went out on the broker, as for any other caller
-    replies = watch.on(f"edge/agents/{AGENT}/intents/reply")
-    assert [r["id"] for r in replies] == [reply["id"]]
+    replies = f"edge/agents/{AGENT}/intents/reply"
+    wait_for(lambda: bool(watch.on(replies)), 20, "the reply on the broker")
+    assert [r["id"] for r in watch.on(replies)] == [reply["id"]]
 
     wait_for(lambda: bool(call(base, "/api/decisions?source=intent")[1]), 20,
              "the intent audited")
