@@ -45,7 +45,6 @@ def check_config(config: str) -> None:
 def run(config: str, log_level: str | None) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C (what the service runs)."""
     from agent.service.runtime import Agent
-    from agent.web.server import serve_dashboard
 
     cfg = load(config)
     setup_logging(log_level or cfg.agent.log_level)
@@ -67,7 +66,11 @@ def run(config: str, log_level: str | None) -> None:
             ).start()
 
         signal.signal(signal.SIGHUP, on_hup)
-        web = serve_dashboard(agent)  # before run: it shows the agent starting too
+        web = None
+        if cfg.web is not None:  # starlette, uvicorn, jinja2 and anyio: 3.5 MB not imported
+            from agent.web.server import serve_dashboard
+
+            web = serve_dashboard(agent)  # before run: it shows the agent starting too
         try:
             code = agent.run(stop)
         finally:
