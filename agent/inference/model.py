@@ -106,6 +106,7 @@ class Model:
         self.context = context
         self.stats = InferenceStats()
         self._llm = native.load(path, threads=threads, context=context)
+        native.trim()
         self.n_embd = int(self._llm.n_embd())
         self._n_vocab = int(self._llm.n_vocab())
         self._ctx = self._llm.ctx

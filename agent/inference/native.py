@@ -77,6 +77,16 @@ def load(path: Path, *, threads: int, context: int) -> Any:
         raise AgentError(f"cannot load model {path}: {reason}") from None
 
 
+def trim() -> None:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``, every arena):
+    loading a model frees its temporary buffers, which malloc otherwise keeps resident."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def count_tokens(path: Path, texts: list[str]) -> int:
     """The most tokens any of ``texts`` takes, with only the model's vocabulary loaded (a few
     MB and milliseconds): to size a context before the model itself is loaded."""
