@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from agent.diagnosis.engine import KindScore, Pick
 from agent.service.diagnosing import DiagnoseLearning
@@ -57,3 +58,27 @@ def test_a_federated_head_is_installed_only_if_the_gate_finds_it_no_worse(
     assert not installed and why.startswith("worse than the installed engine on "), why
     assert (dict(svc.diagnoser.engines), svc.status()["gates"]) == before
     store.close()
+
+
+def test_diagnosis_federates_only_with_a_group_of_its_policies(tmp_path: Path) -> None:
+    import yaml
+
+    from agent.config import parse_config, read_yaml
+    from agent.errors import ConfigError
+    from tests.conftest import EXAMPLE_CONFIG
+
+    data = read_yaml(EXAMPLE_CONFIG.read_text())
+    data["security"]["command_key_file"] = str(tmp_path / "command.key")
+    (tmp_path / "command.key").write_bytes(KEY)
+    data["policies"][0]["peers"] = {"group": "house"}
+
+    def parsed(**diagnosis: Any) -> Any:
+        data["diagnosis"].update(diagnosis)
+        return parse_config(yaml.safe_dump(data))
+
+    with pytest.raises(ConfigError, match="federated needs a group"):
+        parsed(group="house")
+    with pytest.raises(ConfigError, match="peer group of no policy"):
+        parsed(group="garage", federated={"rounds": 2})
+    cfg = parsed(group="house", federated={"rounds": 2})
+    assert cfg.diagnosis.group == "house" and cfg.diagnosis.federated.rounds == 2
