@@ -26,6 +26,11 @@ signs what it publishes. Refusals are logged and counted (status ``peers.refused
 ``peers.robust`` averages the updates coordinate-wise instead of by count, and every round
 announces the largest count it takes (``federated.max_count``, default twice ``examples``).
 
+With ``diagnosis: {group: G, federated: {...}}`` the diagnose heads join too, one federation
+``diagnose-{quantity}`` per quantity with the same messages (agent.service.diagnosing gives the
+member's windows once its engines are prepared); a head the member adopts is installed only if
+its own diagnose gate finds it no worse (status ``gate``: installed, or why not).
+
 All of it runs on one thread of its own (embedding and training take seconds), fed by the
 MQTT thread and a 1-second tick; nothing here blocks ingest or decisions.
 """
