@@ -673,6 +673,17 @@ class DiagnosisSection(_Section):
     # ready, so that they never compete with start-up and the decisions' own gate
     engine: Literal["auto", "statistical"] = "auto"
     engine_after: Duration = 300.0
+    # federated learning of the diagnose heads (engine auto) with the members of ``group``, a
+    # federation per quantity on {p}/groups/{group}/fl/diagnose-{quantity}/... (docs/wire.md);
+    # a federated head is installed only if the gate finds it no worse than the one it replaces
+    group: TopicWord | None = None
+    federated: FederatedConfig | None = None
+
+    @model_validator(mode="after")
+    def _federated(self) -> DiagnosisSection:
+        if (self.group is None) != (self.federated is None):
+            raise ValueError("diagnosis: federated needs a group and a group needs federated")
+        return self
 
 
 class Config(_Section):
@@ -702,6 +713,14 @@ class Config(_Section):
             if action != "hold" and action not in actions:
                 raise ValueError(f"diagnosis.safe_actions.{name}: {action!r} is not hold nor one "
                                  f"of {actions}")
+        return self
+
+    @model_validator(mode="after")
+    def _diagnosis_group(self) -> Config:
+        group = self.diagnosis.group
+        if group is not None and group not in {p.peers.group for p in self.policies if p.peers}:
+            raise ValueError(f"diagnosis.group: {group!r} is the peer group of no policy (the "
+                             f"members of a group are the agents whose policies name it)")
         return self
 
     @model_validator(mode="after")

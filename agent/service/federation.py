@@ -26,6 +26,11 @@ signs what it publishes. Refusals are logged and counted (status ``peers.refused
 ``peers.robust`` averages the updates coordinate-wise instead of by count, and every round
 announces the largest count it takes (``federated.max_count``, default twice ``examples``).
 
+With ``diagnosis: {group: G, federated: {...}}`` the diagnose heads join too, one federation
+``diagnose-{quantity}`` per quantity with the same messages (agent.service.diagnosing gives the
+member's windows once its engines are prepared); a head the member adopts is installed only if
+its own diagnose gate finds it no worse (status ``gate``: installed, or why not).
+
 All of it runs on one thread of its own (embedding and training take seconds), fed by the
 MQTT thread and a 1-second tick; nothing here blocks ingest or decisions.
 """
@@ -63,16 +68,22 @@ from agent.peers.rounds import (
 
 if TYPE_CHECKING:
     from agent.service.decisions import DecisionService
+    from agent.service.diagnosing import DiagnoseLearning
     from agent.service.peers import PeerService
 
 log = logging.getLogger(__name__)
 
+DIAGNOSE = "diagnose-"  # a diagnose head's federation is named diagnose-{quantity}
+
 
 @dataclass
 class PolicyFederation:
-    policy: PolicyConfig
+    policy: PolicyConfig | None  # None: the diagnose head of ``quantity``
     fed: FederatedConfig
     group: str
+    name: str = ""  # the policy's name, or diagnose-{quantity} (the topic's and round's)
+    quantity: str | None = None
+    gate: dict[str, Any] | None = None  # a diagnose head's last gate: installed or why not
     member: Member | None = None
     failed: str | None = None  # why this agent cannot take part (no model, ...)
     coordinator: Coordinator | None = None
@@ -91,6 +102,10 @@ class PolicyFederation:
             "answered": self.rounds_answered,
             "adopted": self.adopted,
         }
+        if self.quantity is not None:
+            out["diagnose"] = self.quantity
+            if self.gate is not None:
+                out["gate"] = dict(self.gate)
         if self.failed:
             out["error"] = self.failed
         if last is not None:
@@ -120,7 +135,18 @@ class FederationService:
         self.feds: dict[str, PolicyFederation] = {}
         for p in config.policies:
             if p.peers is not None and p.peers.federated is not None and p.targets:
-                self.feds[p.name] = PolicyFederation(p, p.peers.federated, p.peers.group)
+                self.feds[p.name] = PolicyFederation(p, p.peers.federated, p.peers.group,
+                                                     p.name)
+        # the diagnose heads (agent.service.diagnosing sets ``diagnosing`` once they exist)
+        self.diagnosing: DiagnoseLearning | None = None
+        diag = config.diagnosis
+        if diag.enabled and diag.engine == "auto" and diag.federated and diag.group:
+            from agent.diagnosis import learn
+
+            for quantity in learn.quantities(learn.load(learn.CORPUS / "train.jsonl")):
+                name = f"{DIAGNOSE}{quantity}"
+                self.feds[name] = PolicyFederation(None, diag.federated, diag.group, name,
+                                                   quantity)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="federation")
         self._tick_queued = threading.Event()
         self.closed = False
@@ -173,8 +199,9 @@ class FederationService:
 
     def start(self) -> None:
         """Embed each member's data (slow), then publish the keys of secure federations."""
-        for name in self.feds:
-            self.executor.submit(self._guard, self._prepare, name)
+        for name, f in self.feds.items():
+            if f.quantity is None:  # diagnose heads: on a tick, once they exist
+                self.executor.submit(self._guard, self._prepare, name)
 
     def tick(self) -> None:
         """Called every second: the coordinator's side (start, close rounds, take over)."""
@@ -203,6 +230,10 @@ class FederationService:
 
     def _prepare(self, name: str) -> None:
         f = self.feds[name]
+        if f.quantity is not None:
+            self._prepare_diagnose(f)
+            return
+        assert f.policy is not None
         service = self._wait_for_decisions()
         if service is None:
             return
@@ -225,6 +256,46 @@ class FederationService:
                  name, f.group, len(data.labels), len(data.heldout_labels))
         if f.last is not None:  # a round arrived while the data was being embedded
             self._on_round(f, f.last.to_payload())
+
+    def _prepare_diagnose(self, f: PolicyFederation) -> None:
+        """On a tick once the diagnose heads exist (never waits on the federation thread)."""
+        assert f.quantity is not None
+        learning = self.diagnosing
+        if learning is None or not learning.ready.is_set():
+            return
+        try:
+            x, y, hx, hy, head = learning.federation_data(f.quantity)
+        except AgentError as exc:
+            f.failed = f"cannot take part: {exc}"
+            log.error("diagnosis %s: federated learning %s", f.quantity, f.failed)
+            return
+        dp = None if f.fed.dp is None else DpSettings(f.fed.dp.clip, f.fed.dp.sigma)
+        member = Member(self.agent_id, x, y, hx, hy, head=head, dp=dp, keys=self.keys)
+        member.publics.update(f.publics)
+        f.member = member
+        if f.fed.secure:
+            self.publish(key_topic(self.prefix, f.group, f.name, self.agent_id),
+                         key_payload(self.agent_id, self.keys), qos=1, retain=True)
+        log.info("diagnosis %s: ready for federated learning in group %s (%d windows, %d held "
+                 "out)", f.quantity, f.group, len(y), len(hy))
+        if f.last is not None:
+            self._on_round(f, f.last.to_payload())
+
+    def _install_diagnose(self, f: PolicyFederation, head: Any, source: str,
+                          session: str) -> None:
+        """A head the member adopted: installed only if the diagnose gate passes it."""
+        assert f.quantity is not None
+        learning = self.diagnosing
+        if learning is None:
+            return
+        installed, why = learning.install_federated(f.quantity, head, source)
+        if installed or f.gate is None or not f.gate["installed"] \
+                or f.gate["session"] != session:  # an installed head of this session stays said
+            f.gate = {"installed": installed, "session": session, "reason": why,
+                      "source": source}
+        f.adopted += installed
+        log.info("diagnosis %s: federated head %s (%s): %s", f.quantity,
+                 "installed" if installed else "refused by the gate", source, why)
 
     def _wait_for_decisions(self) -> DecisionService | None:
         while not self.closed:
@@ -258,28 +329,37 @@ class FederationService:
 
     def _on_round(self, f: PolicyFederation, payload: bytes) -> None:
         message = parse_round(payload)
-        if message.group != f.group or message.policy != f.policy.name:
+        if message.group != f.group or message.policy != f.name:
             raise AgentError(f"round message for {message.group}/{message.policy} on the topic "
-                             f"of {f.group}/{f.policy.name}")
+                             f"of {f.group}/{f.name}")
         f.last = message
         member = f.member
         if member is None:
             return
         adopted = member.adopted
         update = member.on_round(payload)
-        if member.adopted > adopted and member.head is not None:
+        source = f"federated (session {message.session}, round {message.round})"
+        if member.adopted > adopted and member.head is not None and f.policy is None:
+            self._install_diagnose(f, member.head, source, message.session)
+        elif f.policy is None and message.stage == "final" and (
+                f.gate is None or f.gate["session"] != message.session):
+            f.gate = {"installed": False, "session": message.session, "source": source,
+                      "reason": "less accurate on this member's held-out windows than its own "
+                                "head in every round"}
+            log.info("diagnosis %s: federated head not adopted (%s): %s", f.quantity, source,
+                     f.gate["reason"])
+        elif member.adopted > adopted and member.head is not None and f.policy is not None:
             service = self.decisions()
             score = member.head.accuracy(member.heldout_x, member.heldout_labels)
             if service is not None and service.learning.install_head(
-                f.policy.name, member.head, score,
-                f"federated (session {message.session}, round {message.round})",
+                f.name, member.head, score, source,
             ):
                 f.adopted += 1
         if update is not None:
-            self.publish(update_topic(self.prefix, f.group, f.policy.name, self.agent_id),
+            self.publish(update_topic(self.prefix, f.group, f.name, self.agent_id),
                          update.to_payload(), qos=1)
             f.rounds_answered += 1
-            log.info("policy %s: sent the update for round %d.%d (%s)", f.policy.name,
+            log.info("policy %s: sent the update for round %d.%d (%s)", f.name,
                      message.round, message.attempt, message.stage)
 
     def _leader(self, f: PolicyFederation) -> str | None:
@@ -294,6 +374,8 @@ class FederationService:
         self._tick_queued.clear()
         now = self.clock()
         for f in self.feds.values():
+            if f.quantity is not None and f.member is None and f.failed is None:
+                self._prepare_diagnose(f)
             if self._leader(f) != self.agent_id or f.member is None:
                 f.coordinator = None  # not (or not yet) ours to run
                 continue
@@ -307,12 +389,12 @@ class FederationService:
                 try:
                     next_message = f.coordinator.tick(now, members)
                 except Exception:  # a round that fails is over, not retried every second
-                    log.exception("policy %s: federation stopped", f.policy.name)
+                    log.exception("policy %s: federation stopped", f.name)
                     f.coordinator, f.ended_at = None, now
                     continue
                 if next_message is None:
                     if f.coordinator.done and f.coordinator.failed:
-                        log.warning("policy %s: federation stopped: %s", f.policy.name,
+                        log.warning("policy %s: federation stopped: %s", f.name,
                                     f.coordinator.failed)
                         f.coordinator = None
                         f.ended_at = now
@@ -323,39 +405,45 @@ class FederationService:
     def _begin(self, f: PolicyFederation, now: float, members: list[str]) -> Coordinator | None:
         """A coordinator for a new federation, or one taking over the last; None if not due."""
         last = f.last
-        robust = f.policy.peers.robust if f.policy.peers is not None else None
+        robust = f.policy.peers.robust if f.policy is not None and f.policy.peers is not None \
+            else None
+        examples = f.fed.examples if f.policy is not None or f.member is None \
+            else len(f.member.x)  # a diagnose head: this member's windows
         settings = FlSettings(rounds=f.fed.rounds, epochs=f.fed.epochs, lr=f.fed.lr,
                               deadline=f.fed.deadline, secure=f.fed.secure,
-                              max_count=f.fed.max_count or 2 * f.fed.examples,
+                              max_count=f.fed.max_count or 2 * examples,
                               robust=None if robust is None else Robust(robust.method,
                                                                         robust.trim))
-        classes = list(f.policy.actuators[0].actions)
+        if f.policy is not None:
+            classes = list(f.policy.actuators[0].actions)
+        else:  # a diagnose head: its classes (the same corpus on every member)
+            classes = list(f.member.head.classes) if f.member and f.member.head else []
         dim = int(np.asarray(f.member.x).shape[1]) if f.member is not None else 0
         if f.ended_at is not None and now - f.ended_at < f.fed.every:
             return None  # the last one this agent ran stopped early: wait as after a final
         recent = last is not None and now - last.ts < 3 * last.deadline + 60
         if last is not None and last.stage != "final" and recent:
-            coordinator = Coordinator(self.agent_id, f.group, f.policy.name, classes, dim,
+            coordinator = Coordinator(self.agent_id, f.group, f.name, classes, dim,
                                       settings, session=last.session)
             coordinator.resume(last, now, members)
-            log.info("policy %s: taking over federation %s at round %d", f.policy.name,
+            log.info("policy %s: taking over federation %s at round %d", f.name,
                      last.session, last.round)
             return coordinator
         if now - self.started < f.fed.start_after or len(members) < f.fed.min_members:
             return None
         if last is not None and last.stage == "final" and now - last.ts < f.fed.every:
             return None
-        coordinator = Coordinator(self.agent_id, f.group, f.policy.name, classes, dim, settings)
+        coordinator = Coordinator(self.agent_id, f.group, f.name, classes, dim, settings)
         coordinator.start(now, members)
-        log.info("policy %s: starting federation %s with %s", f.policy.name,
+        log.info("policy %s: starting federation %s with %s", f.name,
                  coordinator.current.session, ", ".join(members))
         return coordinator
 
     def _publish_round(self, f: PolicyFederation, message: RoundMessage) -> None:
         f.last = message
-        self.publish(round_topic(self.prefix, f.group, f.policy.name), message.to_payload(),
+        self.publish(round_topic(self.prefix, f.group, f.name), message.to_payload(),
                      qos=1, retain=True)
-        log.info("policy %s: round %d.%d (%s) to %s", f.policy.name, message.round,
+        log.info("policy %s: round %d.%d (%s) to %s", f.name, message.round,
                  message.attempt, message.stage, ", ".join(message.members))
         if f.coordinator is not None and f.coordinator.done and message.stage == "final":
             f.coordinator = None  # the federation is over; the retained final marks when

@@ -177,6 +177,7 @@ def schedule_diagnosis(agent: Agent) -> None:
     sha = calls.model_sha256 or ""
     learning = DiagnoseLearning(agent.health, calls.model.embed, sha, agent.config.agent.data_dir,
                                 agent.store, agent.ingestor.call)
+    agent.federation.diagnosing = learning  # its heads join the group's federation, if any
 
     def run() -> None:
         try:
