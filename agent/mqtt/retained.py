@@ -7,6 +7,8 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -16,31 +18,24 @@ from agent.errors import BrokerError
 from agent.mqtt.client import credentials
 
 
-def read_retained(cfg: MqttSection, topic_filter: str, settle: float = 0.5,
-                  timeout: float = 5.0) -> dict[str, bytes]:
-    """Every retained message under ``topic_filter``: topic -> payload. Retained messages
-    arrive at once after the subscription; reading stops ``settle`` seconds after the last."""
+@contextmanager
+def short_session(cfg: MqttSection, name: str, topic_filter: str,
+                  on_message: Callable[[paho.MQTTMessage], None],
+                  timeout: float) -> Iterator[paho.Client]:
+    """A connected client subscribed to ``topic_filter`` (no session left behind, no will),
+    each message to ``on_message``; disconnected when the block ends."""
     v5 = cfg.protocol == "5"
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-view-{os.getpid()}",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{name}-{os.getpid()}",
                          protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
                          clean_session=None if v5 else True)
-    found: dict[str, bytes] = {}
     subscribed = threading.Event()
-    last = [time.monotonic()]
 
     def on_connect(client: paho.Client, *args: object) -> None:
         client.subscribe(topic_filter, qos=1)
 
-    def on_subscribe(*args: object) -> None:
-        last[0] = time.monotonic()
-        subscribed.set()
-
-    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        if msg.retain:
-            found[msg.topic] = bytes(msg.payload)
-            last[0] = time.monotonic()
-
-    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda client, userdata, msg: on_message(msg)
     try:
         credentials(client, cfg)
         client.connect(cfg.host, cfg.port, keepalive=10)
@@ -50,9 +45,26 @@ def read_retained(cfg: MqttSection, topic_filter: str, settle: float = 0.5,
     try:
         if not subscribed.wait(timeout):
             raise BrokerError(f"no answer from {cfg.host}:{cfg.port} within {timeout:.0f}s")
-        while time.monotonic() - last[0] < settle:
-            time.sleep(0.05)
-        return dict(found)
+        yield client
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def read_retained(cfg: MqttSection, topic_filter: str, settle: float = 0.5,
+                  timeout: float = 5.0) -> dict[str, bytes]:
+    """Every retained message under ``topic_filter``: topic -> payload. Retained messages
+    arrive at once after the subscription; reading stops ``settle`` seconds after the last."""
+    found: dict[str, bytes] = {}
+    last = [time.monotonic()]
+
+    def on_message(msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            found[msg.topic] = bytes(msg.payload)
+            last[0] = time.monotonic()
+
+    with short_session(cfg, "view", topic_filter, on_message, timeout):
+        last[0] = time.monotonic()
+        while time.monotonic() - last[0] < settle:
+            time.sleep(0.05)
+        return dict(found)
