@@ -62,7 +62,6 @@ def install_model(agent: Agent, path: Path, manifest: Manifest) -> None:
         topic = modelupdate.update_topic(agent.prefix, agent.id)
         agent.report_model_refusal(topic, f"model update {manifest.sha256} refused: {exc}")
         return
-    agent.model = ModelFile(path, manifest.sha256)
     if agent.worker is not None:
         old_worker, agent.worker = agent.worker, worker
         if agent.decisions is not None:  # heads are keyed by the model's hash: retrain
@@ -72,5 +71,7 @@ def install_model(agent: Agent, path: Path, manifest: Manifest) -> None:
         old_worker.stop(30)
     else:
         worker.stop(5)
+    # status names the new model only once the decisions run on it
+    agent.model = ModelFile(path, manifest.sha256)
     log.info("model %s (sha256 %s) is now running", manifest.name, manifest.sha256)
     agent.publish_status()
