@@ -4,15 +4,16 @@ from the batch ingest parsed (a real SQLite file)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
+from typing import cast
 
 from agent.config import parse_config
 from agent.mqtt import Message
 from agent.pipeline.core import Pipeline
 from agent.service.ingest import Arrival, Ingestor
 from agent.storage import Store
+from tests.helpers import db_rows
 
 TOPIC = "edge/sensors/dev-1/temperature"
 
@@ -42,11 +43,7 @@ def test_a_batch_is_acknowledged_at_once_after_its_commit_and_shown_to_diagnosis
     rejects: list[str] = []
 
     def committed() -> int:
-        conn = sqlite3.connect(cfg.db_path)
-        try:
-            return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
-        finally:
-            conn.close()
+        return cast(int, db_rows(cfg.db_path, "SELECT count(*) FROM readings")[0][0])
 
     ingestor = Ingestor(store, Pipeline(cfg), prefix="edge", max_payload_bytes=64,
                         batch_size=50, batch_interval=0.05,
