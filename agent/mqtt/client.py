@@ -1,9 +1,15 @@
 """The only importer of paho: connect, subscribe, acknowledge, publish, last will.
 
-Messages arrive on paho's network thread and are handed on at once (``on_message`` must only
-enqueue). QoS 1 messages are acknowledged by :meth:`MqttClient.ack` once the caller has
-committed them; an acknowledgement for a message received on an earlier connection is
-dropped, because the broker redelivers it and its packet id may since have been reused.
+One thread of ours owns the socket: it drives paho's loop (``Client.loop``: read, write,
+keepalive), reconnects with backoff as ``loop_forever`` would, and hands each message to
+``on_message`` as it is read. Once the socket has nothing more to read (or ``drain_after``
+messages came in a row) it calls ``on_drained`` on the same thread: the agent's ingest parses,
+commits and acknowledges the batch there, so a reading crosses no thread between the socket
+and the database. Other threads publish as with paho's own thread: the packet is queued and
+the loop woken (:meth:`MqttClient.wake` wakes it for other work). QoS 1 messages are
+acknowledged by :meth:`MqttClient.ack` once the caller has committed them; an acknowledgement
+for a message received on an earlier connection is dropped, because the broker redelivers it
+and its packet id may since have been reused.
 
 With MQTT 5 the client announces on CONNECT how much it takes: Receive Maximum (how many
 QoS 1 messages may wait for our acknowledgement) and Maximum Packet Size (the broker drops,
@@ -47,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
 REDELIVER_DELAY = 0.05  # seconds before the reconnect that asks the broker to send again
+IDLE_WAIT = 1.0  # seconds the loop waits on a quiet socket (a publish or wake() ends it early)
 PACKET_OVERHEAD = 4096  # fixed header, topic and properties around the largest payload taken
 
 
@@ -112,7 +119,12 @@ class MqttClient:
         extra_filters: Sequence[str] = (),
         max_packet: int | None = None,
         probe_topic: str | None = None,
+        on_drained: Callable[[], None] | None = None,
+        drain_after: int = 500,
+        thread_name: str | None = None,
     ) -> None:
+        """``on_drained`` runs on the network thread once the socket has nothing more to read,
+        or after ``drain_after`` messages in a row, and whenever :meth:`wake` is called."""
         self.cfg = cfg
         self.max_packet = max_packet  # None: no limit announced
         self.probe_topic = probe_topic
@@ -126,6 +138,12 @@ class MqttClient:
         self.filters = [*cfg.topic_filters, *extra_filters, *([probe_topic] if probe_topic else [])]
         self._on_message = on_message
         self._on_connect_cb = on_connect
+        self._on_drained = on_drained
+        self._drain_after = max(1, drain_after)
+        self._read = 0  # messages read since on_drained last ran
+        self._woken = threading.Event()
+        self._stop_loop = False
+        self._delay: float | None = None  # the current reconnect delay; None once connected
         self._v5 = cfg.protocol == "5"
         self._generation = 0
         self._connected = threading.Event()
@@ -143,7 +161,6 @@ class MqttClient:
         self._min_delay = max(1, int(cfg.reconnect.min_delay))
         self._max_delay = max(1, int(cfg.reconnect.max_delay))
         self._redelivering = False
-        client.reconnect_delay_set(self._min_delay, self._max_delay)
         try:
             credentials(client, cfg)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -153,13 +170,15 @@ class MqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
-        client.on_connect_fail = self._handle_connect_fail
         self._client = client
+        self._thread = threading.Thread(
+            target=self._run, name=thread_name or f"mqtt-{client_id}", daemon=True
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background; paho keeps reconnecting with backoff."""
+        """Connect in the background; the network thread keeps reconnecting with backoff."""
         props = None
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -177,7 +196,10 @@ class MqttClient:
             )
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
-        self._client.loop_start()
+        # what loop_start() does: with a thread set, paho only queues a packet published from
+        # another thread (and wakes the loop) instead of writing to the socket there
+        self._client._thread = self._thread
+        self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -190,10 +212,80 @@ class MqttClient:
         """Flush what is queued for sending, then disconnect cleanly (no last will)."""
         self._closing = True
         deadline = time.monotonic() + timeout
-        while self._client.want_write() and time.monotonic() < deadline:
+        running = self._thread.is_alive()
+        while running and self._client.want_write() and time.monotonic() < deadline:
             time.sleep(0.01)
+        self._stop_loop = True
         self._client.disconnect()
-        self._client.loop_stop()
+        self._woken.set()
+        if running and threading.current_thread() is not self._thread:
+            self._thread.join(max(0.5, deadline - time.monotonic()))
+
+    def wake(self) -> None:
+        """Have the network thread run ``on_drained`` soon (callable from any thread)."""
+        self._woken.set()
+        wake = self._client._sockpairW  # paho's own: a byte there ends the loop's select()
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake.send(b"\0")
+
+    # -- the network thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """``loop_forever`` with ``on_drained`` between reads and a backoff that still runs
+        it (the ingest keeps committing and its tasks keep running while the broker is away)."""
+        self._drained()  # from here on, on_drained knows which thread it runs on
+        try:
+            while not self._stop_loop:
+                if self._open():
+                    self._serve()
+                if not self._stop_loop:
+                    self._wait_backoff()
+        finally:
+            self._drained()
+
+    def _open(self) -> bool:
+        try:
+            self._client.reconnect()
+        except OSError:
+            self.last_error = f"cannot reach broker at {self.cfg.host}:{self.cfg.port}"
+            log.warning("%s; retrying", self.last_error)
+            return False
+        return True
+
+    def _serve(self) -> None:
+        """Read, write and keep alive until the connection ends."""
+        loop, ok = self._client.loop, MQTTErrorCode.MQTT_ERR_SUCCESS
+        timeout = 0.0
+        while True:
+            before = self._read
+            if loop(timeout) != ok:
+                self._drained()
+                return
+            if self._read != before and self._read < self._drain_after:
+                timeout = 0.0  # messages are coming: read on before handing the batch over
+                continue
+            self._drained()
+            timeout = IDLE_WAIT
+
+    def _drained(self) -> None:
+        self._read = 0
+        self._woken.clear()
+        if self._on_drained is not None:
+            self._on_drained()
+
+    def _wait_backoff(self) -> None:
+        """Wait before the next attempt: ``reconnect.min_delay`` (REDELIVER_DELAY when asked to
+        redeliver), doubling up to ``reconnect.max_delay``; reset once connected."""
+        low = REDELIVER_DELAY if self._redelivering else self._min_delay
+        self._delay = low if self._delay is None else min(2 * self._delay, self._max_delay)
+        deadline = time.monotonic() + self._delay
+        while not self._stop_loop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._woken.wait(min(left, IDLE_WAIT))
+            self._drained()
 
     # -- traffic -----------------------------------------------------------------------------
 
@@ -253,8 +345,6 @@ class MqttClient:
         has a backlog for us. The backoff still doubles from there if it is not, and the
         configured delays are back once connected."""
         if self.connected:
-            # paho's delays are seconds; it takes a float although it declares an int
-            self._client.reconnect_delay_set(REDELIVER_DELAY, self._max_delay)  # type: ignore[arg-type]
             self._redelivering = True
             self._drop_connection()
 
@@ -288,7 +378,7 @@ class MqttClient:
             return False
         return info.is_published()
 
-    # -- paho callbacks (network thread: keep them short) -----------------------------------
+    # -- paho callbacks (on the network thread) ----------------------------------------------
 
     def _handle_connect(
         self,
@@ -307,9 +397,8 @@ class MqttClient:
             self._unacked = 0
         self._probe = None
         no_delay(client.socket())
-        if self._redelivering:
-            self._redelivering = False
-            client.reconnect_delay_set(self._min_delay, self._max_delay)
+        self._redelivering = False
+        self._delay = None
         log.info(
             "connected to %s:%d (MQTT %s, session %s)",
             self.cfg.host,
@@ -343,10 +432,6 @@ class MqttClient:
                 "disconnected from %s:%d: %s; reconnecting", self.cfg.host, self.cfg.port, reason
             )
 
-    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self.last_error = f"cannot reach broker at {self.cfg.host}:{self.cfg.port}"
-        log.warning("%s; retrying", self.last_error)
-
     def _handle_message(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
@@ -358,6 +443,7 @@ class MqttClient:
                 self._probe = None
                 self._probe_armed = True
             return
+        self._read += 1
         if message.qos > 0:
             with self._count:
                 self._unacked += 1

@@ -1,10 +1,15 @@
-"""The ingest thread: messages in, readings committed, then acknowledged.
+"""Ingest: messages in, readings committed, then acknowledged.
 
-The network thread only enqueues. This thread takes messages in batches (a group commit: what
-arrived within a millisecond of the first, or ``batch_interval`` if shorter, and everything
-waiting, up to ``batch_size``), parses and cleans them, commits the batch in one transaction,
-and only then acknowledges its messages to the broker, in one write. Work for the database
-from other threads (retention) is queued here too, so one thread owns the connection.
+In the agent the MQTT client's network thread is the ingest thread: it reads messages off
+the socket (``submit`` queues each one, on the same thread) and, once the socket has nothing
+more to read or a batch is full, calls :meth:`Ingestor.drain`, which parses and cleans the
+batch, commits it in one transaction and only then acknowledges its messages to the broker,
+in one write. No reading crosses a thread between the socket and the database, and batches
+grow with the load (a backlog fills them; a quiet stream commits each reading as it comes).
+Work for the database from other threads (retention, the outbox) is queued here too and runs
+between batches (:meth:`Ingestor.call` wakes the network thread), so one thread owns the
+connection. Without a driver (``start()`` without ``wake``) the ingestor runs a thread of its
+own, which gathers a millisecond after a message before it commits (a group commit).
 
 The queue is bounded without breaking acknowledge-after-commit. A QoS 1 message is bounded by
 the broker (MQTT 5 Receive Maximum: it sends no more unacknowledged ones than that), so it
@@ -15,7 +20,9 @@ that breaks our receive maximum meets ``hard_limit`` (Mosquitto 2.0 draining a p
 session's backlog with ``max_inflight_messages 0`` does): a QoS 1 message over it is neither
 held nor acknowledged, so the broker still owes it; once the queue has drained,
 ``on_redeliver`` ends the connection (the session stays) and the broker sends it again. Memory
-stays bounded and no acknowledged reading is lost.
+stays bounded and no acknowledged reading is lost. (Driven by the network thread, the queue
+never holds more than the client's ``drain_after`` messages: it reads no more before it
+drains.)
 """
 
 from __future__ import annotations
@@ -130,6 +137,10 @@ class Ingestor:
         self._submitted = 0
         self._taken_n = 0
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._wake: Callable[[], None] | None = None  # set by start(): a driver runs drain()
+        self._owner: int | None = None  # the thread that drains (tasks it calls run inline)
+        self._gather = min(IDLE_FLUSH, batch_interval)
+        self._stopped = threading.Event()
         self._stopping = threading.Event()
         self.counters = Counters()
         self.rows_total = store.count()
@@ -180,9 +191,16 @@ class Ingestor:
         return self._submitted - self._taken_n
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` on the ingest thread, between batches."""
+        """Run ``fn`` on the ingest thread, between batches (at once if called there: a
+        handler on the network thread must not wait for itself)."""
         future: Future[Any] = Future()
-        self._queue.put(_Task(fn, future))
+        task = _Task(fn, future)
+        if threading.get_ident() == self._owner:
+            self._run_task(task)
+            return future
+        self._queue.put(task)
+        if self._wake is not None:
+            self._wake()
         return future
 
     def depth(self) -> int:
@@ -190,53 +208,83 @@ class Ingestor:
         database, a full disk) is work waiting, not an idle agent."""
         return self._queue.qsize() + self._in_hand
 
-    def start(self) -> None:
-        self._thread.start()
+    def start(self, wake: Callable[[], None] | None = None) -> None:
+        """Run a thread of our own; or, given ``wake``, leave :meth:`drain` to the caller's
+        thread (the MQTT client's), which ``wake`` asks to run it soon."""
+        if wake is None:
+            self._thread.start()
+        else:
+            self._wake = wake
+            self._gather = 0.0  # the driver drains once the socket is quiet: nothing to wait for
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Finish, commit and acknowledge everything queued so far, then end the thread."""
+        """Finish, commit and acknowledge everything queued so far, then take no more."""
         self._stopping.set()
         self._queue.put(_STOP)
-        self._thread.join(timeout)
+        if self._wake is None:
+            self._thread.join(timeout)
+            return
+        if threading.get_ident() == self._owner:
+            self.drain()
+        else:
+            self._wake()
+            self._stopped.wait(timeout)
 
     # -- the ingest thread -------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if isinstance(item, _Task):
-                self._run_task(item)
-                continue
-            assert isinstance(item, (Message, _Refused))
-            self._taken_n += 1
-            batch: list[Message | _Refused] = [item]
-            pending = self._collect(batch)
-            self._in_hand = len(batch)
+    def drain(self) -> None:
+        """Handle everything queued, in batches, on the calling thread (the driver's)."""
+        self._owner = threading.get_ident()
+        get = self._queue.get_nowait
+        while not self._stopped.is_set():
             try:
-                self._flush(batch)
-            finally:
-                self._in_hand = 0
-            if self._owed and self._waiting == 0 and self._on_redeliver is not None:
-                self._owed = False  # drained: ask the broker for what it still owes us
-                log.info("ingest queue drained: reconnecting so the broker resends %d messages "
-                         "it sent beyond our receive maximum", self.counters.deferred)
-                self._on_redeliver()
-            if pending is _STOP:
+                item = get()
+            except queue.Empty:
                 return
-            if isinstance(pending, _Task):
-                self._run_task(pending)
+            if not self._handle(item):
+                self._stopped.set()
+
+    def _run(self) -> None:
+        self._owner = threading.get_ident()
+        while self._handle(self._queue.get()):
+            pass
+        self._stopped.set()
+
+    def _handle(self, item: object) -> bool:
+        """One item off the queue, and the batch it starts; False once told to stop."""
+        if item is _STOP:
+            return False
+        if isinstance(item, _Task):
+            self._run_task(item)
+            return True
+        assert isinstance(item, (Message, _Refused))
+        self._taken_n += 1
+        batch: list[Message | _Refused] = [item]
+        pending = self._collect(batch)
+        self._in_hand = len(batch)
+        try:
+            self._flush(batch)
+        finally:
+            self._in_hand = 0
+        if self._owed and self._waiting == 0 and self._on_redeliver is not None:
+            self._owed = False  # drained: ask the broker for what it still owes us
+            log.info("ingest queue drained: reconnecting so the broker resends %d messages "
+                     "it sent beyond our receive maximum", self.counters.deferred)
+            self._on_redeliver()
+        if pending is _STOP:
+            return False
+        if isinstance(pending, _Task):
+            self._run_task(pending)
+        return True
 
     def _collect(self, batch: list[Message | _Refused]) -> object:
-        """Add to ``batch`` what arrives within ``IDLE_FLUSH`` (and all that is waiting), up to
-        ``batch_size``: a group commit. While one batch commits the next one gathers, so
-        batches grow with the load and no reading waits for a quiet moment (a steady stream
-        never has one) to be committed and to reach the decisions.
-
-        It sleeps and then takes everything at once rather than wait on the queue for each
-        message: one wake-up, not one thread switch (and GIL hand-over) per message."""
-        time.sleep(min(IDLE_FLUSH, self.batch_interval))
+        """Add to ``batch`` all that is waiting, up to ``batch_size``. On a thread of its own
+        it first sleeps ``IDLE_FLUSH`` (at most ``batch_interval``): a group commit, one
+        wake-up rather than one thread switch per message. While one batch commits the next
+        one gathers, so batches grow with the load and no reading waits for a quiet moment (a
+        steady stream never has one) to be committed and to reach the decisions."""
+        if self._gather:
+            time.sleep(self._gather)
         get = self._queue.get_nowait
         had = len(batch)
         item: object = None

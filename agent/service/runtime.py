@@ -132,6 +132,9 @@ class Agent:
             + update_filters,
             max_packet=limits.max_packet(config, model_updates=bool(update_filters)),
             probe_topic=f"{self.prefix}/agents/{self.id}/probe",
+            on_drained=self.ingestor.drain,  # one thread: socket, batch, commit, acknowledgement
+            drain_after=min(config.storage.batch_size, config.mqtt.queue_limit),
+            thread_name="ingest",
         )
         # status and heartbeat on an executor of their own: no flood of jobs can starve them
         self.scheduler = BackgroundScheduler(
@@ -152,7 +155,7 @@ class Agent:
         self._load_model_info()
         if self.config.policies:
             build_decisions(self)
-        self.ingestor.start()
+        self.ingestor.start(wake=self.mqtt.wake)
         if self._update_key is not None:
             start_model_updates(self, self._update_key)
         self.mqtt.start()
