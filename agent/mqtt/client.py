@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 _PUBACK = struct.Struct("!BBH")
 REDELIVER_DELAY = 0.05  # seconds before the reconnect that asks the broker to send again
 IDLE_WAIT = 1.0  # seconds the loop waits on a quiet socket (a publish or wake() ends it early)
+READ_AHEAD = 65536  # bytes asked of the socket at once
 PACKET_OVERHEAD = 4096  # fixed header, topic and properties around the largest payload taken
 
 
@@ -96,9 +97,50 @@ def credentials(client: paho.Client, cfg: MqttSection) -> None:
         )
 
 
+class ReadAhead:
+    """A socket whose ``recv`` is served from one large read. paho reads a packet in three
+    calls or more (its first byte, its length, the rest), each a system call, and selects
+    before each packet; from this buffer a packet costs none, and ``pending`` (which paho asks
+    of TLS sockets) tells the loop that more is in hand."""
+
+    __slots__ = ("_buf", "_pos", "sock")
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        pos = self._pos
+        if pos >= len(self._buf):
+            data: bytes = self.sock.recv(max(size, READ_AHEAD))
+            if len(data) <= size:
+                self._buf, self._pos = b"", 0
+                return data
+            self._buf, pos = data, 0
+        out = self._buf[pos : pos + size]  # short when less is in hand, as recv may be
+        self._pos = pos + len(out)
+        return out
+
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def pending(self) -> int:
+        inner = getattr(self.sock, "pending", None)
+        return self.buffered() + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:  # send, fileno, close, setblocking...
+        return getattr(self.sock, name)
+
+
+def raw_socket(sock: object) -> object:
+    return sock.sock if isinstance(sock, ReadAhead) else sock
+
+
 def no_delay(sock: object) -> None:
     """Send each packet at once: without TCP_NODELAY a command (or an acknowledgement) written
     just after another packet waits for the broker's delayed ACK, up to 40 ms on Linux."""
+    sock = raw_socket(sock)
     if isinstance(sock, socket.socket):  # plain or TLS; not a websocket wrapper
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -170,6 +212,8 @@ class MqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        create = client._create_socket
+        client._create_socket = lambda: ReadAhead(create())  # type: ignore[method-assign]
         self._client = client
         self._thread = threading.Thread(
             target=self._run, name=thread_name or f"mqtt-{client_id}", daemon=True
@@ -255,14 +299,22 @@ class MqttClient:
 
     def _serve(self) -> None:
         """Read, write and keep alive until the connection ends."""
-        loop, ok = self._client.loop, MQTTErrorCode.MQTT_ERR_SUCCESS
+        client, ok = self._client, MQTTErrorCode.MQTT_ERR_SUCCESS
+        loop, read, drain_after = client.loop, client.loop_read, self._drain_after
         timeout = 0.0
         while True:
             before = self._read
-            if loop(timeout) != ok:
+            rc = loop(timeout)
+            sock = client.socket()
+            # what is already read ahead needs no select() per packet
+            while rc == ok and isinstance(sock, ReadAhead) and sock.buffered() and (
+                self._read < drain_after
+            ):
+                rc = read()
+            if rc != ok:
                 self._drained()
                 return
-            if self._read != before and self._read < self._drain_after:
+            if self._read != before and self._read < drain_after:
                 timeout = 0.0  # messages are coming: read on before handing the batch over
                 continue
             self._drained()
@@ -350,7 +402,7 @@ class MqttClient:
 
     def _drop_connection(self) -> None:
         """End the connection as if the network had: paho reconnects, the session stays."""
-        sock = self._client.socket()
+        sock = raw_socket(self._client.socket())
         if isinstance(sock, socket.socket):  # plain or TLS (ssl.SSLSocket is one too)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
