@@ -130,3 +130,29 @@ def test_tasks_run_on_the_ingest_thread_between_batches(tmp_path: Path) -> None:
     ingestor.stop()
     assert name == "ingest"
     assert len(acks) == 1
+
+
+def test_driven_by_another_thread_tasks_and_stop_run_on_that_thread(tmp_path: Path) -> None:
+    ingestor, store, acks, _ = make(tmp_path)
+    woken = threading.Event()
+    ingestor.start(wake=woken.set)  # no thread of its own: the driver (here: one below) drains
+    names: list[str] = []
+
+    def driver() -> None:  # what the MQTT client's network thread does
+        while not ingestor._stopped.is_set():
+            woken.wait(5)
+            woken.clear()
+            ingestor.drain()
+
+    thread = threading.Thread(target=driver, name="network")
+    thread.start()
+    ingestor.submit(msg(1, b'{"value": 20.0, "seq": 1}'))
+    nested = ingestor.call(lambda: ingestor.call(lambda: names.append("inner")).result(0))
+    woken.set()
+    nested.result(5)  # a task that waits on a task: run at once on the draining thread
+    names.append(ingestor.call(lambda: threading.current_thread().name).result(5))
+    ingestor.submit(msg(2, b'{"value": 20.5, "seq": 2}'))
+    ingestor.stop()  # commits and acknowledges what was queued, on the driver's thread
+    thread.join(5)
+    assert names == ["inner", "network"]
+    assert [mid for mid, _ in acks] == [1, 2] and store.count() == 2
