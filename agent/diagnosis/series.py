@@ -48,6 +48,7 @@ class SeriesMonitor:
         self.resting: set[float] = set()
         self.change_times: deque[float] = deque(maxlen=4000)
         self.scales: deque[float] = deque(maxlen=48)  # step spread of past windows
+        self._taken = 0  # in-range readings ever observed (values holds the last ``history``)
         self.residuals: deque[float] = deque(maxlen=WINDOW)
         self.baseline: list[float] = []
         self._unit: Finding | None = None
@@ -75,7 +76,9 @@ class SeriesMonitor:
                 self._run_ended(previous)
         self.times.append(ts)
         self.values.append(value)
-        if len(self.values) % 30 == 0 and len(self.values) >= WINDOW:
+        self._taken += 1
+        # every 30 readings: counted, not len(values), which stays at ``history`` once full
+        if self._taken % 30 == 0 and len(self.values) >= WINDOW:
             self.scales.append(d.robust_scale(d.steps(list(self.values)[-WINDOW:])))
 
     def _run_ended(self, level: float) -> None:
