@@ -184,6 +184,7 @@ class MqttClient:
         self._drain_after = max(1, drain_after)
         self._read = 0  # messages read since on_drained last ran
         self._woken = threading.Event()
+        self._write = threading.Lock()  # held by the network thread while in paho's loop
         self._stop_loop = False
         self._delay: float | None = None  # the current reconnect delay; None once connected
         self._v5 = cfg.protocol == "5"
@@ -290,7 +291,8 @@ class MqttClient:
 
     def _open(self) -> bool:
         try:
-            self._client.reconnect()
+            with self._write:  # no other thread writes to a socket that has not sent CONNECT
+                self._client.reconnect()
         except OSError:
             self.last_error = f"cannot reach broker at {self.cfg.host}:{self.cfg.port}"
             log.warning("%s; retrying", self.last_error)
@@ -304,13 +306,14 @@ class MqttClient:
         timeout = 0.0
         while True:
             before = self._read
-            rc = loop(timeout)
-            sock = client.socket()
-            # what is already read ahead needs no select() per packet
-            while rc == ok and isinstance(sock, ReadAhead) and sock.buffered() and (
-                self._read < drain_after
-            ):
-                rc = read()
+            with self._write:
+                rc = loop(timeout)
+                sock = client.socket()
+                # what is already read ahead needs no select() per packet
+                while rc == ok and isinstance(sock, ReadAhead) and sock.buffered() and (
+                    self._read < drain_after
+                ):
+                    rc = read()
             if rc != ok:
                 self._drained()
                 return
@@ -410,7 +413,23 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
     ) -> paho.MQTTMessageInfo:
-        return self._client.publish(topic, payload, qos=qos, retain=retain)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        self._send_now()
+        return info
+
+    def _send_now(self) -> None:
+        """From another thread while the network thread drains (a commit, a task): write what
+        is queued now rather than after the drain, so a command never waits for a commit.
+        While the network thread is in paho's loop it holds the lock, and the byte paho wrote
+        to its socketpair wakes it to write instead. An error is left for that loop to meet
+        (paho puts the packet back)."""
+        if threading.current_thread() is self._thread or not self._write.acquire(blocking=False):
+            return
+        try:
+            if self._client.want_write():
+                self._client._packet_write()
+        finally:
+            self._write.release()
 
     def publish_wait(
         self,
