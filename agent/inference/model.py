@@ -10,6 +10,17 @@ first use and +61 MB after it, against +13 MB for sharing. Sharing is free becau
 call here starts from an empty or restored KV cache anyway (restoring a 150-token prefix
 takes under 1 ms). Chunking matters: embedding mode computes logits for every token, and a
 500-token text in one batch grew the process by 140 MB; 32-token chunks keep it at 13 MB.
+Those logits (the 49152x576 lm_head) are ~11% of an embedding's time (42 tokens: median 368 ms
+against 327 ms for the same tokens with one output); this llama.cpp builds them for every
+output of a text-generation architecture, embedding mode and pooling or not, so they stay.
+
+A text to embed can name a leading part of itself that recurs (``fixed``: a policy's input
+name and band, see ``agent.policy.digest``). The model is causal, so the hidden states of that
+part do not depend on what follows: its KV cells and summed hidden states are kept (an LRU of
+``EMBED_PREFIXES``) and only the rest of the text is evaluated; the mean is (kept sum + new
+sum) / all tokens. The vectors are those of the whole text evaluated at once within float32
+rounding (max difference 9e-8); a 39-token digest with a 16-token fixed part: median 197 ms
+against 331 ms.
 
 Prefix cache: the fixed part of a prompt (a system prompt) is evaluated once; the KV cells
 of its sequence are kept as bytes (``llama_state_seq_get_data``: about 23 KB a token for

@@ -27,7 +27,7 @@ from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
 from agent.inference.adapters import adapter_for, policy_target
 from agent.policy import examples as gen
-from agent.policy.digest import Zone
+from agent.policy.digest import InputView, Zone, describe, fixed_part
 from agent.policy.engines import EmbedEngine, Engine, LlmEngine, RulesEngine, Situation, accuracy
 from agent.policy.head import SoftmaxHead
 from agent.service.modelcalls import ModelCalls
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_EXAMPLES = 240
 GATE_CASES = 60
-HEAD_VERSION = 3  # bump when the example generator or the head changes
+HEAD_VERSION = 4  # bump when the example generator, the digest or the head changes
 BUNDLED_HEADS = Path(__file__).resolve().parents[2] / "config" / "heads"
 
 
@@ -91,6 +91,16 @@ def head_file(config: Config, policy: PolicyConfig, model_sha256: str | None) ->
         sort_keys=True,
     )
     return f"{policy.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
+
+
+def live_fixed_part(config: Config, policy: PolicyConfig) -> str:
+    """The fixed part of the policy's digests as the decisions write them (their first input
+    named "device quantity", with its band)."""
+    device, quantity = policy.inputs[0].split("/")
+    sensor = config.sensors.get(quantity)
+    view = InputView(f"{device} {quantity}", 0.0, None if sensor is None else sensor.unit,
+                     policy.targets.get(policy.inputs[0]))
+    return fixed_part(describe(view))
 
 
 class Learning:
@@ -175,6 +185,8 @@ class Learning:
             "labels": self.labels(st.policy.name),
         }
         if passed:
+            if isinstance(engine, EmbedEngine):
+                self._warm(st.policy)
             with st.lock:
                 st.engine = engine
             log.info(
@@ -193,6 +205,17 @@ class Learning:
                 100 * score,
                 100 * st.policy.min_accuracy,
             )
+
+    def _warm(self, policy: PolicyConfig) -> None:
+        """Evaluate the fixed part of the policy's live digests now (the gate's cases have other
+        names), so that its first decision evaluates only the changing rest."""
+        fixed = live_fixed_part(self.config, policy)
+        if not fixed:
+            return
+        try:
+            self.model.embed(fixed, fixed)
+        except AgentError as exc:
+            log.warning("policy %s: cannot evaluate its digest's fixed part: %s", policy.name, exc)
 
     def _build(self, policy: PolicyConfig) -> Engine:
         if policy.engine == "llm":
