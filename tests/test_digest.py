@@ -35,13 +35,12 @@ def test_describe_spells_out_the_comparison() -> None:
     cold = InputView("room temperature", 18.0, "C", (20.0, 24.0))
     fine = InputView("room temperature", 22.0, "C", (20.0, 24.0))
     assert describe(hot) == ("Livingroom-1 temperature (target range 20-24 C): 27.5 C is ABOVE "
-                             "the range by 3.5 C.")
-    assert describe(cold) == ("Room temperature (target range 20-24 C): 18.0 C is BELOW the range "
-                              "by 2.0 C.")
-    assert describe(fine) == "Room temperature (target range 20-24 C): 22.0 C is INSIDE the range."
+                             "by 3.5 C.")
+    assert describe(cold) == "Room temperature (target range 20-24 C): 18.0 C is BELOW by 2.0 C."
+    assert describe(fine) == "Room temperature (target range 20-24 C): 22.0 C is INSIDE."
     assert describe(InputView("humidity", 55.0, "%")) == "Humidity: 55.0%."
     assert describe(InputView("rh", 70.0, "%", (40.0, 60.0))) == (
-        "Rh (target range 40-60%): 70.0% is ABOVE the range by 10.0%.")
+        "Rh (target range 40-60%): 70.0% is ABOVE by 10.0%.")
 
 
 def test_trend_is_relative_to_the_band() -> None:
@@ -58,8 +57,8 @@ def test_the_digest_takes_the_trend_of_the_first_input_with_a_band() -> None:
     inputs = [InputView("humidity", 50.0, "%", None, 5.0),
               InputView("temperature", 26.0, "C", (20.0, 24.0), -1.0)]
     text = make_digest(inputs)
-    assert text == ("Humidity: 50.0%. Temperature (target range 20-24 C): 26.0 C is ABOVE the "
-                    "range by 2.0 C. Trend: falling.")
+    assert text == ("Humidity: 50.0%. Temperature (target range 20-24 C): 26.0 C is ABOVE by "
+                    "2.0 C. Trend: falling.")
     assert make_digest(inputs) == text  # deterministic
 
 

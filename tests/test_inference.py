@@ -130,8 +130,8 @@ def test_above_minus_below_points_the_same_way_for_different_digests(model: Mode
 
 def test_embed_with_a_kept_fixed_part_matches_the_whole_text(model: Model) -> None:
     fixed = "Bench-room temperature (target range 20-24 C):"
-    texts = [f"{fixed} 26.0 C is ABOVE the range by 2.0 C. Trend: rising.",
-             f"{fixed} 22.0 C is INSIDE the range. Trend: falling."]
+    texts = [f"{fixed} 26.0 C is ABOVE by 2.0 C. Trend: rising.",
+             f"{fixed} 22.0 C is INSIDE. Trend: falling."]
     model.clear_prefix_cache()
     hits, misses, evaluated = (model.stats.prefix_hits, model.stats.prefix_misses,
                                model.stats.evaluated_tokens)

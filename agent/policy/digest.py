@@ -1,7 +1,7 @@
 """Features -> one short, deterministic sentence per decision: value, band, distance, trend.
 
 The digest is what every engine sees ("Room temperature (target range 20-24 C): 27.5 C is
-ABOVE the range by 3.5 C. Humidity: 55.0%. Trend: stable."). Spelling out the comparison is what
+ABOVE by 3.5 C. Humidity: 55.0%. Trend: stable."). Spelling out the comparison is what
 lets a small model's embedding separate the cases; the words are fixed so the same situation
 always gives the same text. What stays the same from one reading to the next (the first input's
 name and band) comes first, up to the first colon (``fixed_part``): the model is causal, so it
@@ -50,9 +50,9 @@ def describe(inp: InputView) -> str:
     z = zone(inp.value, inp.band)
     head = f"{name} (target range {_band(inp.band, inp.unit)}): {amount(inp.value, inp.unit)} is"
     if z == "inside":
-        return f"{head} INSIDE the range."
+        return f"{head} INSIDE."
     edge = inp.band[1] if z == "above" else inp.band[0]
-    return f"{head} {z.upper()} the range by {amount(abs(inp.value - edge), inp.unit)}."
+    return f"{head} {z.upper()} by {amount(abs(inp.value - edge), inp.unit)}."
 
 
 def fixed_part(digest: str) -> str:
