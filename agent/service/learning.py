@@ -9,6 +9,7 @@ the agent acts from the first minute and never silently runs a worse engine.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -93,6 +94,10 @@ def head_file(config: Config, policy: PolicyConfig, model_sha256: str | None) ->
     return f"{policy.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
 
 
+def _embed_as_fixed(text: str, model: Any) -> Any:
+    return model.embed(text, text)
+
+
 def live_fixed_part(config: Config, policy: PolicyConfig) -> str:
     """The fixed part of the policy's digests as the decisions write them (their first input
     named "device quantity", with its band)."""
@@ -174,6 +179,7 @@ class Learning:
                 )
                 continue
             self._gate(st, engine, score, len(cases))
+        self._warm()
 
     def _gate(self, st: PolicyState, engine: Engine, score: float, cases: int) -> None:
         passed = score >= st.policy.min_accuracy
@@ -185,8 +191,6 @@ class Learning:
             "labels": self.labels(st.policy.name),
         }
         if passed:
-            if isinstance(engine, EmbedEngine):
-                self._warm(st.policy)
             with st.lock:
                 st.engine = engine
             log.info(
@@ -206,16 +210,19 @@ class Learning:
                 100 * st.policy.min_accuracy,
             )
 
-    def _warm(self, policy: PolicyConfig) -> None:
-        """Evaluate the fixed part of the policy's live digests now (the gate's cases have other
-        names), so that its first decision evaluates only the changing rest."""
-        fixed = live_fixed_part(self.config, policy)
-        if not fixed:
-            return
-        try:
-            self.model.embed(fixed, fixed)
-        except AgentError as exc:
-            log.warning("policy %s: cannot evaluate its digest's fixed part: %s", policy.name, exc)
+    def _warm(self) -> None:
+        """Evaluate the fixed part of the live digests of every policy on ``embed`` now (the
+        gates' cases have other names and push them out of the model's small cache), so that
+        the next decision evaluates only the changing rest."""
+        for st in self.states.values():
+            fixed = live_fixed_part(self.config, st.policy) if st.engine.name == "embed" else ""
+            if not fixed or self.stopping:
+                continue
+            try:  # on the model itself: the cache of whole texts would answer without it
+                self.model.call(functools.partial(_embed_as_fixed, fixed))
+            except AgentError as exc:
+                log.warning("policy %s: cannot evaluate its digest's fixed part: %s",
+                            st.policy.name, exc)
 
     def _build(self, policy: PolicyConfig) -> Engine:
         if policy.engine == "llm":
