@@ -19,8 +19,8 @@ name and band, see ``agent.policy.digest``). The model is causal, so the hidden 
 part do not depend on what follows: its KV cells and summed hidden states are kept (an LRU of
 ``EMBED_PREFIXES``) and only the rest of the text is evaluated; the mean is (kept sum + new
 sum) / all tokens. The vectors are those of the whole text evaluated at once within float32
-rounding (max difference 9e-8); a 39-token digest with a 16-token fixed part: median 197 ms
-against 331 ms.
+rounding (max difference 9e-8); a 37-token digest with a 16-token fixed part costs ~0.6x the
+whole text (docs/benchmarks.md, bench e2e).
 
 Prefix cache: the fixed part of a prompt (a system prompt) is evaluated once; the KV cells
 of its sequence are kept as bytes (``llama_state_seq_get_data``: about 23 KB a token for
