@@ -55,7 +55,8 @@ def test_a_hot_room_yields_a_signed_cool_command_and_a_result(
         "cool", "livingroom-hvac", "hvac")
     assert 16 <= command["value"] <= 28
     assert command["expires"] > command["ts"]
-    assert "ABOVE the target range 20-24 C" in str(command["reason"])
+    assert "(target range 20-24 C): " in str(command["reason"])
+    assert "C is ABOVE by" in str(command["reason"])
     result = watch.on(RESULTS)[0]
     assert result["action"] == "cool"
     assert set(result["scores"]) == {"cool", "heat", "off"}

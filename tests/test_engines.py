@@ -83,7 +83,7 @@ def test_embed_engine_puts_the_embedding_through_the_head() -> None:
     labels = [c for c in centres for _ in range(20)]
     head = SoftmaxHead.fit(x, labels, ["cool", "heat", "off"])
     vectors = {"hot": centres["cool"], "cold": centres["heat"], "fine": centres["off"]}
-    engine = EmbedEngine(head, lambda text: vectors[text].astype(np.float32))
+    engine = EmbedEngine(head, lambda text, fixed="": vectors[text].astype(np.float32))
     for digest, action in [("hot", "cool"), ("cold", "heat"), ("fine", "off")]:
         answer = engine.decide(Situation(digest, 22.0, BAND, "inside"))
         assert answer.action == action

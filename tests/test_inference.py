@@ -128,6 +128,29 @@ def test_above_minus_below_points_the_same_way_for_different_digests(model: Mode
     assert float(direction("livingroom", "25.1") @ direction("garage", "15.7")) > 0.5
 
 
+def test_embed_with_a_kept_fixed_part_matches_the_whole_text(model: Model) -> None:
+    fixed = "Bench-room temperature (target range 20-24 C):"
+    texts = [f"{fixed} 26.0 C is ABOVE by 2.0 C. Trend: rising.",
+             f"{fixed} 22.0 C is INSIDE. Trend: falling."]
+    model.clear_prefix_cache()
+    hits, misses, evaluated = (model.stats.prefix_hits, model.stats.prefix_misses,
+                               model.stats.evaluated_tokens)
+    for text in texts:  # the first evaluates and keeps the fixed part, the second reuses it
+        assert np.abs(model.embed(text, fixed) - model.embed(text)).max() < 1e-6
+    assert (model.stats.prefix_hits, model.stats.prefix_misses) == (hits + 1, misses + 1)
+    n = [len(model._tokenize(t, special=False)) for t in [*texts, fixed]]
+    assert model.stats.evaluated_tokens - evaluated == 2 * (n[0] + n[1]) - n[2]
+    assert np.abs(model.embed(fixed, fixed) - model.embed(fixed)).max() < 1e-6  # all of it
+
+
+def test_embed_ignores_a_fixed_part_that_does_not_lead_the_text(model: Model) -> None:
+    hits, misses = model.stats.prefix_hits, model.stats.prefix_misses
+    text = "Office temperature 22.0 C"
+    for fixed in ("Kitchen", "Office temperature 22.0 C and more", "Office temp"):
+        assert np.array_equal(model.embed(text, fixed), model.embed(text))
+    assert (model.stats.prefix_hits, model.stats.prefix_misses) == (hits, misses)
+
+
 def test_embed_rejects_an_empty_text(model: Model) -> None:
     with pytest.raises(AgentError, match="empty"):
         model.embed("")

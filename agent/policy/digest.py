@@ -1,9 +1,11 @@
 """Features -> one short, deterministic sentence per decision: value, band, distance, trend.
 
-The digest is what every engine sees ("Room temperature 27.5 C is ABOVE the target range
-20-24 C by 3.5 C. Humidity: 55.0%. Trend: stable."). Spelling out the comparison is what lets
-a small model's embedding separate the cases; the words are fixed so the same situation always
-gives the same text.
+The digest is what every engine sees ("Room temperature (target range 20-24 C): 27.5 C is
+ABOVE by 3.5 C. Humidity: 55.0%. Trend: stable."). Spelling out the comparison is what
+lets a small model's embedding separate the cases; the words are fixed so the same situation
+always gives the same text. What stays the same from one reading to the next (the first input's
+name and band) comes first, up to the first colon (``fixed_part``): the model is causal, so it
+keeps the state of that part and evaluates only the rest of a new digest.
 """
 
 from __future__ import annotations
@@ -42,17 +44,22 @@ def _band(band: tuple[float, float], unit: str | None) -> str:
 
 
 def describe(inp: InputView) -> str:
+    name = f"{inp.label[:1].upper()}{inp.label[1:]}"
     if inp.band is None:
-        return f"{inp.label[:1].upper()}{inp.label[1:]}: {amount(inp.value, inp.unit)}."
+        return f"{name}: {amount(inp.value, inp.unit)}."
     z = zone(inp.value, inp.band)
-    head = f"{inp.label[:1].upper()}{inp.label[1:]} {amount(inp.value, inp.unit)} is"
+    head = f"{name} (target range {_band(inp.band, inp.unit)}): {amount(inp.value, inp.unit)} is"
     if z == "inside":
-        return f"{head} INSIDE the target range {_band(inp.band, inp.unit)}."
+        return f"{head} INSIDE."
     edge = inp.band[1] if z == "above" else inp.band[0]
-    return (
-        f"{head} {z.upper()} the target range {_band(inp.band, inp.unit)} by "
-        f"{amount(abs(inp.value - edge), inp.unit)}."
-    )
+    return f"{head} {z.upper()} by {amount(abs(inp.value - edge), inp.unit)}."
+
+
+def fixed_part(digest: str) -> str:
+    """The digest up to its first colon: the first input's name (and band), the part that a
+    policy's digests share; empty if there is no colon."""
+    head, colon, _ = digest.partition(":")
+    return head + colon if colon else ""
 
 
 def trend(inp: InputView) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config import PolicyConfig
-from agent.policy.digest import Zone
+from agent.policy.digest import Zone, fixed_part
 from agent.policy.head import SoftmaxHead
 
 Vector = npt.NDArray[np.floating]
@@ -43,6 +43,12 @@ class Answer:
     @property
     def action(self) -> str:
         return max(self.scores, key=lambda a: (self.scores[a], -list(self.scores).index(a)))
+
+
+class Embed(Protocol):
+    """A text's embedding; ``fixed`` is a leading part of it that recurs (worth keeping)."""
+
+    def __call__(self, text: str, fixed: str = "") -> Vector: ...
 
 
 class Engine(Protocol):
@@ -115,12 +121,13 @@ class EmbedEngine:
 
     name = "embed"
 
-    def __init__(self, head: SoftmaxHead, embed: Callable[[str], Vector]) -> None:
+    def __init__(self, head: SoftmaxHead, embed: Embed) -> None:
         self.head = head
         self.embed = embed
 
     def decide(self, situation: Situation) -> Answer:
-        vector = np.asarray(self.embed(situation.digest), dtype=np.float64)
+        digest = situation.digest
+        vector = np.asarray(self.embed(digest, fixed_part(digest)), dtype=np.float64)
         probs = self.head.proba(vector[None, :])[0]
         scores = {c: float(p) for c, p in zip(self.head.classes, probs, strict=True)}
         return Answer(normalise(scores), json.dumps({c: round(v, 6) for c, v in scores.items()}))

@@ -9,6 +9,7 @@ the agent acts from the first minute and never silently runs a worse engine.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from agent.config import Config, FederatedConfig, PolicyConfig
 from agent.errors import AgentError
 from agent.inference.adapters import adapter_for, policy_target
 from agent.policy import examples as gen
-from agent.policy.digest import Zone
+from agent.policy.digest import InputView, Zone, describe, fixed_part
 from agent.policy.engines import EmbedEngine, Engine, LlmEngine, RulesEngine, Situation, accuracy
 from agent.policy.head import SoftmaxHead
 from agent.service.modelcalls import ModelCalls
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_EXAMPLES = 240
 GATE_CASES = 60
-HEAD_VERSION = 3  # bump when the example generator or the head changes
+HEAD_VERSION = 4  # bump when the example generator, the digest or the head changes
 BUNDLED_HEADS = Path(__file__).resolve().parents[2] / "config" / "heads"
 
 
@@ -91,6 +92,20 @@ def head_file(config: Config, policy: PolicyConfig, model_sha256: str | None) ->
         sort_keys=True,
     )
     return f"{policy.name}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
+
+
+def _embed_as_fixed(text: str, model: Any) -> Any:
+    return model.embed(text, text)
+
+
+def live_fixed_part(config: Config, policy: PolicyConfig) -> str:
+    """The fixed part of the policy's digests as the decisions write them (their first input
+    named "device quantity", with its band)."""
+    device, quantity = policy.inputs[0].split("/")
+    sensor = config.sensors.get(quantity)
+    view = InputView(f"{device} {quantity}", 0.0, None if sensor is None else sensor.unit,
+                     policy.targets.get(policy.inputs[0]))
+    return fixed_part(describe(view))
 
 
 class Learning:
@@ -164,6 +179,7 @@ class Learning:
                 )
                 continue
             self._gate(st, engine, score, len(cases))
+        self._warm()
 
     def _gate(self, st: PolicyState, engine: Engine, score: float, cases: int) -> None:
         passed = score >= st.policy.min_accuracy
@@ -193,6 +209,20 @@ class Learning:
                 100 * score,
                 100 * st.policy.min_accuracy,
             )
+
+    def _warm(self) -> None:
+        """Evaluate the fixed part of the live digests of every policy on ``embed`` now (the
+        gates' cases have other names and push them out of the model's small cache), so that
+        the next decision evaluates only the changing rest."""
+        for st in self.states.values():
+            fixed = live_fixed_part(self.config, st.policy) if st.engine.name == "embed" else ""
+            if not fixed or self.stopping:
+                continue
+            try:  # on the model itself: the cache of whole texts would answer without it
+                self.model.call(functools.partial(_embed_as_fixed, fixed))
+            except AgentError as exc:
+                log.warning("policy %s: cannot evaluate its digest's fixed part: %s",
+                            st.policy.name, exc)
 
     def _build(self, policy: PolicyConfig) -> Engine:
         if policy.engine == "llm":

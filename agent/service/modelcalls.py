@@ -51,8 +51,9 @@ class ModelCalls:
             raise AgentError("no model loaded")
         return self.worker.call(fn, DECIDE_TIMEOUT)
 
-    def embed(self, text: str) -> np.ndarray:
-        """The text's embedding (read-only: it may be shared with the next caller)."""
+    def embed(self, text: str, fixed: str = "") -> np.ndarray:
+        """The text's embedding (read-only: it may be shared with the next caller); ``fixed``
+        as in ``Model.embed``."""
         with self._lock:
             vector = self._embeddings.get(text)
             if vector is not None:
@@ -60,7 +61,7 @@ class ModelCalls:
                 self.embed_hits += 1
                 return vector
             worker = self._worker
-        vector = np.asarray(self.call(lambda m: m.embed(text)))
+        vector = np.asarray(self.call(lambda m: m.embed(text, fixed)))
         vector.flags.writeable = False
         with self._lock:
             self.embed_misses += 1
