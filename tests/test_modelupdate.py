@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as PrivateKey
 
 from agent.broker import Mosquitto
 from agent.config import MqttSection
@@ -24,7 +25,6 @@ from agent.service.manifest import Manifest
 from agent.service.modelpush import push
 from agent.service.modelreceiver import Receiver
 from agent.service.modelupdate import Assembler, chunk_topic, filters, update_topic
-from agent.service.updatekey import PrivateKey
 from tests.conftest import Collector, wait_for
 from tests.helpers import bundled
 

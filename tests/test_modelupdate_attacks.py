@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as PrivateKey
 
 from agent.broker import Mosquitto
 from agent.inference.store import current_model, install
@@ -23,7 +24,7 @@ from agent.policy.signing import sign as hmac_sign
 from agent.service.manifest import Manifest
 from agent.service.modelreceiver import MAX_QUEUED, Receiver
 from agent.service.modelupdate import NO_UPDATE_KEY, chunk_topic, update_topic
-from agent.service.updatekey import PrivateKey, generate_key_pair, load_private
+from agent.service.updatekey import generate_key_pair, load_private
 from tests.conftest import AgentProcess, Collector, agent_config, wait_for
 from tests.helpers import COMMAND_KEY
 from tests.test_modelupdate import (

@@ -472,10 +472,11 @@ def test_group_members_federate_each_under_their_own_name(
 def test_an_operator_pushes_a_model_update_that_the_agent_assembles(
     site: Site, clients: list[Client], tmp_path: Path
 ) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as PrivateKey
+
     from agent.service.modelpush import push
     from agent.service.modelreceiver import Receiver
     from agent.service.modelupdate import Assembler, filters
-    from agent.service.updatekey import PrivateKey
 
     key = PrivateKey.generate()
     crt, pem = site.cert("pi-livingroom")

@@ -31,16 +31,18 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from agent.config import read_yaml
 from agent.errors import AgentError
 from agent.peers import wire
 from agent.policy.signing import canonical_json
+
+if TYPE_CHECKING:  # cryptography (7 MB resident) is imported where a key is first used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,15 @@ SIG_HEX = 128  # an Ed25519 signature is 64 bytes
 
 def public_text(key: Ed25519PublicKey) -> str:
     """``ed25519:<base64>``: how a public key is written in ``.pub`` files and rosters."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return PUBLIC_PREFIX + base64.b64encode(raw).decode("ascii")
 
 
 def parse_public(text: object) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(text, str) or not text.startswith(PUBLIC_PREFIX):
         raise AgentError(f"a public key is written {PUBLIC_PREFIX}<base64>, got {text!r}")
     try:
@@ -77,10 +83,15 @@ class Identity:
 
     @classmethod
     def generate(cls, agent_id: str) -> Identity:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(agent_id, Ed25519PrivateKey.generate())
 
     @classmethod
     def load(cls, agent_id: str, path: Path) -> Identity:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except OSError as exc:
@@ -112,6 +123,9 @@ def write_identity(path: Path, *, overwrite: bool = False) -> str:
     pub = path.with_name(path.name + ".pub")
     if not overwrite and (path.exists() or pub.exists()):
         raise AgentError(f"{path} already exists (use --force to replace it)")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -174,6 +188,8 @@ class Roster:
 
     def verify(self, data: Mapping[str, Any], sender: str, what: str) -> None:
         """Refuse (:class:`AgentError`) unless ``data`` is signed by ``sender``'s roster key."""
+        from cryptography.exceptions import InvalidSignature
+
         signer, sig = data.get("signer"), data.get("sig")
         if signer is None or sig is None:
             raise AgentError(f"{what}: unsigned (a roster is configured)")

@@ -4,7 +4,9 @@ The operator makes it once with ``edge-agent keygen --update PATH``: ``PATH`` (t
 PKCS#8 PEM, mode 0600) signs manifests with ``edge-agent model push --key PATH``; ``PATH.pub``
 (SubjectPublicKeyInfo PEM) is copied to every agent as ``security.update_public_key_file``.
 An agent holding only the public half can check an update but never make one, unlike the
-HMAC command key that every actuator also holds. The only importer of ``cryptography``.
+HMAC command key that every actuator also holds. With ``agent.peers.identity``, the only
+importer of ``cryptography``, and only when a key is used: an agent with no key never maps its
+7 MB (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+    PrivateKey = Ed25519PrivateKey
+    PublicKey = Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 
 PUBLIC_SUFFIX = ".pub"
-PrivateKey = Ed25519PrivateKey
-PublicKey = Ed25519PublicKey
 
 
 def public_path(private: Path) -> Path:
@@ -34,6 +40,9 @@ def public_path(private: Path) -> Path:
 def generate_key_pair(path: Path, *, overwrite: bool = False) -> Path:
     """Write a new private key to ``path`` (mode 0600) and its public key to ``path.pub``;
     return the public key's path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     path, pub = Path(path), public_path(Path(path))
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
@@ -53,6 +62,9 @@ def generate_key_pair(path: Path, *, overwrite: bool = False) -> Path:
 
 def load_private(path: Path) -> Ed25519PrivateKey:
     """The operator's private update key from ``path`` (AgentError, with the path, if not)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     data = _read(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -70,6 +82,9 @@ def load_private(path: Path) -> Ed25519PrivateKey:
 
 def load_public(path: Path) -> Ed25519PublicKey:
     """The public update key an agent verifies with (AgentError, with the path, if not)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = _read(path)
     if b"PRIVATE KEY" in data:
         raise AgentError(
@@ -89,6 +104,8 @@ def load_public(path: Path) -> Ed25519PublicKey:
 
 def key_id(key: Ed25519PublicKey) -> str:
     """A short name for a public key: the first 16 hex digits of the SHA-256 of its bytes."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -100,6 +117,8 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> str:
 
 def verify(key: Ed25519PublicKey, data: bytes, sig: str) -> bool:
     """True only if ``sig`` (128 hex digits) is ``key``'s signature of ``data``."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         raw = bytes.fromhex(sig)
     except ValueError:
