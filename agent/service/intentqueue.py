@@ -1,6 +1,7 @@
 """One worker for intents, a bounded queue in front of it and a per-requester rate limit.
 
-Intents arrive on paho's thread, cost a model call each and are cheap to send by the thousand.
+Intents arrive on the MQTT network thread (which also commits readings), cost a model call
+each and are cheap to send by the thousand.
 Run on the scheduler's pool, a flood of them took every thread and starved the heartbeat; here
 they wait in a queue of ``intents.queue`` for a single thread of their own. What cannot be
 queued (over the requester's ``intents.per_minute``, the queue full, too large) is dropped and
@@ -66,7 +67,7 @@ class IntentQueue:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
         self._replies = Bucket(REPLIES_PER_SECOND, REPLIES_PER_SECOND, clock())
-        self._lock = threading.Lock()  # buckets and counters: paho's thread and status readers
+        self._lock = threading.Lock()  # buckets, counters: the network thread, status readers
         self.counts: Counter[str] = Counter()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._work, name="intents", daemon=True)
@@ -92,7 +93,7 @@ class IntentQueue:
             return {"queued": self._queue.qsize(), **self.counts}
 
     def submit(self, payload: bytes) -> bool:
-        """On paho's thread: queue the request, or drop it and count why. Never blocks."""
+        """On the MQTT network thread: queue the request, or drop it and count why. Never blocks."""
         if self._stopping.is_set():
             return False
         if len(payload) > MAX_REQUEST_BYTES:

@@ -1,8 +1,8 @@
-"""The model-update thread: takes update messages off paho's network thread, in order.
+"""The model-update thread: takes update messages off the MQTT network thread, in order.
 
-Files are written here, never on paho's thread; each message is acknowledged once handled, so
-QoS 1 messages are bounded by what the broker keeps in flight. QoS 0 ones beyond
-``MAX_QUEUED`` waiting are dropped and counted.
+Files are written here, never on the MQTT network thread (which also commits readings); each
+message is acknowledged once handled, so QoS 1 messages are bounded by what the broker keeps in
+flight. QoS 0 ones beyond ``MAX_QUEUED`` waiting are dropped and counted.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAX_QUEUED = 64  # QoS 0 model-update messages waiting for the receiver thread
 
 
 class Receiver:
-    """Runs an Assembler on its own thread so paho's network thread never writes files.
+    """Runs an Assembler on its own thread so the MQTT network thread never writes files.
 
     ``handle(msg)`` takes the model-update messages (False for any other topic); each is
     acknowledged once handled. ``on_assembled(path, manifest)`` runs on this thread with a
