@@ -87,3 +87,33 @@ def test_messages_drains_and_woken_work_run_on_the_network_thread(
         assert threads == {"net-test"}
     finally:
         client.stop()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_connected_means_subscribed_a_message_sent_at_once_is_not_lost(
+    broker: Mosquitto, collector_factory: Callable[..., Collector], protocol: str
+) -> None:
+    """A new session has no subscription until the broker has our SUBSCRIBE. The agent says it
+    is online from ``on_connect`` (and systemd hears READY after ``wait_connected``): a message
+    published right then, and acknowledged by the broker, must reach us. The publish below runs
+    inside the callback, so the network thread is held there: before the fix the SUBSCRIBE had
+    not even been written yet."""
+    got: list[Message] = []
+    pub = collector_factory(broker.port)
+
+    def on_connect() -> None:
+        info = pub.publish(TOPIC, b'{"value": 20.5}', qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published()
+
+    cfg = MqttSection(port=broker.port, protocol=protocol, subscriptions=[TOPIC])
+    client = MqttClient(cfg, f"new-session-{protocol}", will=None, on_message=got.append,
+                        on_connect=on_connect, manual_ack=False)
+    client.start()
+    try:
+        assert client.wait_connected(10), client.last_error
+        wait_for(lambda: bool(got), 10, "the message published as the client came online")
+        assert got[0].payload == b'{"value": 20.5}'
+    finally:
+        client.stop()

@@ -189,7 +189,8 @@ class MqttClient:
         self._delay: float | None = None  # the current reconnect delay; None once connected
         self._v5 = cfg.protocol == "5"
         self._generation = 0
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # set once the subscriptions are acknowledged
+        self._subscribing: int | None = None  # the mid of the SUBSCRIBE awaiting its SUBACK
         self._closing = False
         self.last_error: str | None = None
         client = paho.Client(
@@ -213,6 +214,7 @@ class MqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         create = client._create_socket
         client._create_socket = lambda: ReadAhead(create())  # type: ignore[method-assign]
         self._client = client
@@ -477,12 +479,36 @@ class MqttClient:
             self.cfg.protocol,
             "resumed" if flags.session_present else "new",
         )
-        filters = self.filters
-        if filters and self._v5:
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
-        elif filters:
-            client.subscribe([(t, 1) for t in filters])
         self.last_error = None
+        filters = self.filters
+        if not filters:
+            self._ready()
+            return
+        # connected counts from the SUBACK: a message published once wait_connected() returned
+        # (or once the agent said it is online) reaches a subscription, even in a new session
+        if self._v5:
+            _, mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
+        else:
+            _, mid = client.subscribe([(t, 1) for t in filters])
+        self._subscribing = mid
+
+    def _handle_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        if mid != self._subscribing:
+            return
+        self._subscribing = None
+        refused = [t for t, r in zip(self.filters, reasons, strict=False) if r.is_failure]
+        if refused:
+            log.warning("the broker refused the subscription to %s", ", ".join(refused))
+        self._ready()
+
+    def _ready(self) -> None:
         self._connected.set()
         if self._on_connect_cb is not None:
             self._on_connect_cb()
@@ -496,6 +522,7 @@ class MqttClient:
         props: Properties | None,
     ) -> None:
         self._generation += 1
+        self._subscribing = None
         was = self._connected.is_set()
         self._connected.clear()
         if was and not self._closing:
