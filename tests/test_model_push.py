@@ -104,6 +104,11 @@ def test_a_broken_model_is_refused_and_a_different_good_one_swapped_in(
              what="the new model running")
     swapped = time.time()
     assert str(watch.on(STATUS)[-1]["model"]).endswith("smollm2-q8_0.gguf")
+    # the pushed model runs in a context sized as the first one was, not model.context (2048)
+    sized = [line.split("model context: ")[1] for line in agent.log_path.read_text().splitlines()
+             if "model context: " in line]
+    assert len(sized) == 3, sized  # at start, for the broken file, for the good one
+    assert sized[0] == sized[-1] and not sized[0].startswith("2048"), sized
     pointer = json.loads((tmp_path / "data" / "models" / "current.json").read_text())
     assert pointer["sha256"] == new
     # deciding for the new model (its own fitness gate, 60 cases, is not waited for)

@@ -38,11 +38,15 @@ def install_model(agent: Agent, path: Path, manifest: Manifest) -> None:
     """On the model-update thread: trial-load, move the pointer, swap inference, report."""
     from agent.inference.threads import pick_threads
     from agent.inference.worker import InferenceWorker
+    from agent.service.contextsize import run_context
     from agent.service.policies import swap_decisions
 
     cfg, old = agent.config.model, agent.model
     threads = pick_threads(cfg.threads)
-    worker = InferenceWorker(tried_model(ModelFile(path, manifest.sha256), threads, cfg.context))
+    # sized as at start, by the new model's own tokens (it may split text differently)
+    context = run_context(agent.config, path)
+    log.info("model context: %d tokens (model.context %d)", context, cfg.context)
+    worker = InferenceWorker(tried_model(ModelFile(path, manifest.sha256), threads, context))
 
     def trial(p: Path) -> None:  # the trial is the new worker's own load: one load, not two
         worker.start()
@@ -53,7 +57,7 @@ def install_model(agent: Agent, path: Path, manifest: Manifest) -> None:
         model_store.install(
             path,
             None if old is None else old.path,
-            trial if agent.worker is not None else model_store.trial_load(threads, cfg.context),
+            trial if agent.worker is not None else model_store.trial_load(threads, context),
             ts=manifest.ts,
             version=manifest.version,
         )
