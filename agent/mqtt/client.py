@@ -5,11 +5,13 @@ keepalive), reconnects with backoff as ``loop_forever`` would, and hands each me
 ``on_message`` as it is read. Once the socket has nothing more to read (or ``drain_after``
 messages came in a row) it calls ``on_drained`` on the same thread: the agent's ingest parses,
 commits and acknowledges the batch there, so a reading crosses no thread between the socket
-and the database. Other threads publish as with paho's own thread: the packet is queued and
-the loop woken (:meth:`MqttClient.wake` wakes it for other work). QoS 1 messages are
-acknowledged by :meth:`MqttClient.ack` once the caller has committed them; an acknowledgement
-for a message received on an earlier connection is dropped, because the broker redelivers it
-and its packet id may since have been reused.
+and the database. Plain QoS 0/1 publishes already read ahead are taken straight from the
+read buffer (:func:`take_publishes`, ~1 µs each instead of paho's ~20 µs); paho reads every
+other packet, and every packet it would reject. Other threads publish as with paho's own
+thread: the packet is queued and the loop woken (:meth:`MqttClient.wake` wakes it for other
+work). QoS 1 messages are acknowledged by :meth:`MqttClient.ack` once the caller has committed
+them; an acknowledgement for a message received on an earlier connection is dropped, because
+the broker redelivers it and its packet id may since have been reused.
 
 With MQTT 5 the client announces on CONNECT how much it takes: Receive Maximum (how many
 QoS 1 messages may wait for our acknowledgement) and Maximum Packet Size (the broker drops,
@@ -125,12 +127,79 @@ class ReadAhead:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    def window(self) -> tuple[bytes, int]:
+        """The bytes read ahead and the position of the first not yet taken."""
+        return self._buf, self._pos
+
+    def skip_to(self, pos: int) -> None:
+        """Mark everything before ``pos`` of :meth:`window` as taken."""
+        self._pos = pos
+
     def pending(self) -> int:
         inner = getattr(self.sock, "pending", None)
         return self.buffered() + (inner() if inner is not None else 0)
 
     def __getattr__(self, name: str) -> Any:  # send, fileno, close, setblocking...
         return getattr(self.sock, name)
+
+
+class Publish(NamedTuple):
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+
+
+def take_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[Publish], int]:
+    """The PUBLISH packets at ``buf[pos:]`` that need nothing of paho, up to ``limit``, and the
+    position after the last one taken.
+
+    paho spends ~20 µs of Python on each message it reads (a packet-state dict, struct
+    unpacks, an MQTTMessage, MQTT 5 properties, callback matching under a mutex); this takes a
+    whole QoS 0 or 1 PUBLISH with a UTF-8 topic and, in MQTT 5, no properties in under 1 µs.
+    It stops at the first packet that is anything else (another type, QoS 2, properties, an
+    empty or undecodable topic, packet id 0, a malformed length, or one not wholly read yet):
+    paho reads that one as before, with its own checks and errors."""
+    taken: list[Publish] = []
+    end_of_data = len(buf)
+    while len(taken) < limit and pos < end_of_data:
+        header = buf[pos]
+        qos = (header >> 1) & 3
+        if header & 0xF0 != 0x30 or qos > 1:
+            break
+        at, length, shift = pos + 1, 0, 0
+        while True:  # remaining length: 1 to 4 bytes
+            if at >= end_of_data or shift > 21:
+                return taken, pos
+            byte = buf[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = at + length
+        if end > end_of_data or length < 2:
+            break
+        topic_end = at + 2 + ((buf[at] << 8) | buf[at + 1])
+        start, mid = topic_end, 0
+        if qos:
+            if start + 2 > end:
+                break
+            mid = (buf[start] << 8) | buf[start + 1]
+            start += 2
+        if v5:
+            if start >= end or buf[start] != 0:  # properties: paho's business
+                break
+            start += 1
+        if topic_end == at + 2 or start > end or (qos and mid == 0):
+            break
+        try:
+            topic = buf[at + 2 : topic_end].decode("utf-8")
+        except UnicodeDecodeError:
+            break
+        taken.append(Publish(topic, buf[start:end], qos, mid))
+        pos = end
+    return taken, pos
 
 
 def raw_socket(sock: object) -> object:
@@ -177,6 +246,7 @@ class MqttClient:
         self._unacked = 0  # QoS 1 messages of this connection not acknowledged yet
         self._count = threading.Lock()
         self.stalls = 0
+        self.taken = 0  # messages read by take_publishes rather than paho
         self.filters = [*cfg.topic_filters, *extra_filters, *([probe_topic] if probe_topic else [])]
         self._on_message = on_message
         self._on_connect_cb = on_connect
@@ -315,7 +385,8 @@ class MqttClient:
                 while rc == ok and isinstance(sock, ReadAhead) and sock.buffered() and (
                     self._read < drain_after
                 ):
-                    rc = read()
+                    if not self._take(sock):
+                        rc = read()
             if rc != ok:
                 self._drained()
                 return
@@ -324,6 +395,26 @@ class MqttClient:
                 continue
             self._drained()
             timeout = IDLE_WAIT
+
+    def _take(self, sock: ReadAhead) -> bool:
+        """Deliver the plain publishes read ahead without paho (:func:`take_publishes`);
+        False if there were none (then paho reads the next packet)."""
+        client = self._client
+        if client._in_packet["command"]:  # paho is in the middle of a packet
+            return False
+        buf, pos = sock.window()
+        taken, pos = take_publishes(buf, pos, self._v5, self._drain_after - self._read)
+        if not taken:
+            return False
+        sock.skip_to(pos)
+        self.taken += len(taken)
+        with client._msgtime_mutex:  # as paho after each packet (its keepalive counts on it)
+            client._last_bytes_received = paho.time_func()
+        now = time.time()
+        for p in taken:
+            self._deliver(p.topic, p.payload, p.qos, p.mid, now)
+        return True
+
 
     def _drained(self) -> None:
         self._read = 0
@@ -533,25 +624,21 @@ class MqttClient:
     def _handle_message(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
-        if message.topic == self.probe_topic:
-            if message.qos > 0 and self._manual_ack:
-                client.ack(message.mid, message.qos)
+        self._deliver(message.topic, bytes(message.payload), message.qos, message.mid,
+                      time.time())
+
+    def _deliver(self, topic: str, payload: bytes, qos: int, mid: int, now: float) -> None:
+        """A message read, by paho or by :meth:`_take`."""
+        if topic == self.probe_topic:
+            if qos > 0 and self._manual_ack:
+                self._client.ack(mid, qos)
             pending = self._probe
-            if pending is not None and message.payload == pending[0]:
+            if pending is not None and payload == pending[0]:
                 self._probe = None
                 self._probe_armed = True
             return
         self._read += 1
-        if message.qos > 0:
+        if qos > 0:
             with self._count:
                 self._unacked += 1
-        self._on_message(
-            Message(
-                message.topic,
-                bytes(message.payload),
-                message.qos,
-                message.mid,
-                time.time(),
-                self._generation,
-            )
-        )
+        self._on_message(Message(topic, payload, qos, mid, now, self._generation))
