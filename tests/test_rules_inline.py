@@ -1,0 +1,66 @@
+"""A band crossing under the rules engine is decided on the thread that committed the reading:
+the command needs no other thread to wake (issue 17, reading -> command p99 <= 20 ms)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.broker import Mosquitto
+from agent.config import load_config, read_yaml
+from agent.policy.signing import load_key, verify
+from agent.service.runtime import Agent
+from tests.conftest import Collector, agent_config, wait_for
+
+pytestmark = pytest.mark.broker
+
+TEMPERATURE = "edge/sensors/livingroom-1/temperature"
+SET = "edge/actuators/livingroom-hvac/hvac/set"
+
+
+@pytest.fixture
+def agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Agent]:
+    path = agent_config(tmp_path, broker.port, policies=True, policy__every="1h",
+                        policy__engine="rules")
+    data = read_yaml(path.read_text())
+    data["policies"][0].pop("peers", None)
+    data["model"]["path"] = str(tmp_path / "no-model.gguf")  # rules only: no model to load
+    path.write_text(yaml.safe_dump(data))
+    running = Agent(load_config(path))
+    running.start()
+    assert running.mqtt.wait_connected(20)
+    yield running
+    running.stop()
+
+
+def test_a_rules_crossing_needs_neither_the_scheduler_nor_another_thread(
+    agent: Agent, broker: Mosquitto, tmp_path: Path,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    watch = collector_factory(broker.port, SET)
+    pub = collector_factory(broker.port)
+    agent.scheduler.pause()  # before: a crossing was a scheduler job, so nothing would be sent
+    threads: list[str] = []
+    decide_run = agent.decisions.run if agent.decisions is not None else None
+    assert decide_run is not None
+
+    def spy(name: str, trigger: str = "schedule") -> object:
+        threads.append(threading.current_thread().name)
+        return decide_run(name, trigger)
+
+    agent.decisions.run = spy  # type: ignore[union-attr,method-assign]
+    seq = int(time.time())
+    pub.publish(TEMPERATURE, json.dumps({"value": 22.0, "seq": seq}))  # in band: the zone known
+    wait_for(lambda: agent.ingestor.rows_total >= 1, 10, "the in-band reading stored")
+    for i in range(1, 4):  # crosses, then stays above: one decision per batch at most
+        pub.publish(TEMPERATURE, json.dumps({"value": 27.5, "seq": seq + i}))
+    wait_for(lambda: bool(watch.on(SET)), 10, "the command, with the scheduler paused")
+    command = watch.on(SET)[0]
+    assert command["action"] == "cool" and verify(command, load_key(tmp_path / "command.key"))
+    assert threads and set(threads) == {agent.mqtt._thread.name}
