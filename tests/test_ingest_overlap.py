@@ -211,3 +211,23 @@ def test_a_redelivery_is_stored_once_across_overlapping_batches(rig: Rig) -> Non
     wait_until(lambda: len(rig.acks) == 4)
     assert rig.mids() == [1, 2, 2, 3] and rig.committed() == 3
     assert rig.ingestor.counters.duplicates == 1 and rig.rejects == []
+
+
+def test_the_reconnect_for_what_the_broker_owes_waits_for_every_acknowledgement(
+        rig: Rig) -> None:
+    """A broker that broke our receive maximum: the reconnect that has it send again what we
+    refused comes once all we held is acknowledged, including a batch still committing when
+    the queue ran dry (a reconnect drops the acknowledgements still to come)."""
+    reconnects: list[int] = []
+    rig.ingestor.hard_limit = 3
+    rig.ingestor._on_redeliver = lambda: reconnects.append(len(rig.acks))
+    rig.store.gate.clear()
+    rig.submit(1, 2, 3, 4, 5)  # 4 and 5 are over the hard limit: left for the broker
+    rig.driver.drain()
+    rig.submit(6)
+    rig.driver.woken.set()  # 6 is taken: the queue is empty, 6 waits for the first commit
+    wait_until(lambda: rig.ingestor.counters.received == 4)
+    rig.store.gate.set()
+    wait_until(lambda: len(rig.acks) == 4)
+    wait_until(lambda: reconnects == [4])
+    assert rig.mids() == [1, 2, 3, 6] and rig.ingestor.counters.deferred == 2

@@ -258,6 +258,7 @@ class Ingestor:
         committing on return. Told to stop, finish it all first."""
         self._owner = threading.get_ident()
         self._settle(wait=False)
+        self._redeliver_if_owed()
         get = self._queue.get_nowait
         while not self._stopped.is_set():
             try:
@@ -292,6 +293,7 @@ class Ingestor:
             self._flush(batch)
         finally:
             self._in_hand = 0
+        self._redeliver_if_owed()
         if pending is _STOP:
             return False
         if isinstance(pending, _Task):
@@ -391,8 +393,14 @@ class Ingestor:
         and the broker will redeliver): acknowledge, count, run the hooks, report rejections."""
         if inserted is not None:
             self._acknowledge(done, inserted)
-        if self._owed and self._waiting == 0 and self._on_redeliver is not None:
-            self._owed = False  # drained: ask the broker for what it still owes us
+
+    def _redeliver_if_owed(self) -> None:
+        """Once all we held is committed and acknowledged, ask the broker for what it still
+        owes us (a reconnect now would drop the acknowledgements still to come)."""
+        if not self._owed or self._waiting or self._committing is not None:
+            return
+        if self._on_redeliver is not None:
+            self._owed = False
             log.info("ingest queue drained: reconnecting so the broker resends %d messages "
                      "it sent beyond our receive maximum", self.counters.deferred)
             self._on_redeliver()
