@@ -391,21 +391,8 @@ class Ingestor:
     def _finish(self, done: _Batch, inserted: int | None) -> None:
         """After the commit (``inserted`` rows new; None: not committed, so not acknowledged,
         and the broker will redeliver): acknowledge, count, run the hooks, report rejections."""
-        if inserted is not None:
-            self._acknowledge(done, inserted)
-
-    def _redeliver_if_owed(self) -> None:
-        """Once all we held is committed and acknowledged, ask the broker for what it still
-        owes us (a reconnect now would drop the acknowledgements still to come)."""
-        if not self._owed or self._waiting or self._committing is not None:
+        if inserted is None:
             return
-        if self._on_redeliver is not None:
-            self._owed = False
-            log.info("ingest queue drained: reconnecting so the broker resends %d messages "
-                     "it sent beyond our receive maximum", self.counters.deferred)
-            self._on_redeliver()
-
-    def _acknowledge(self, done: _Batch, inserted: int) -> None:
         c = self.counters
         c.stored += inserted
         c.duplicates += len(done.rows) - inserted
@@ -425,6 +412,17 @@ class Ingestor:
             c.rejected += 1
             c.rejected_by_reason[why.kind] = c.rejected_by_reason.get(why.kind, 0) + 1
             self._on_reject(msg, str(why))
+
+    def _redeliver_if_owed(self) -> None:
+        """Once all we held is committed and acknowledged, ask the broker for what it still
+        owes us (a reconnect now would drop the acknowledgements still to come)."""
+        if not self._owed or self._waiting or self._committing is not None:
+            return
+        if self._on_redeliver is not None:
+            self._owed = False
+            log.info("ingest queue drained: reconnecting so the broker resends %d messages "
+                     "it sent beyond our receive maximum", self.counters.deferred)
+            self._on_redeliver()
 
     def _process(
         self,
