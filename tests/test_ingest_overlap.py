@@ -87,6 +87,7 @@ class Rig:
             ack_all=lambda ms: self.acks.extend((m.mid, self.committed()) for m in ms),
             on_stored=lambda rows: self.stored.append(len(rows)),
             on_reject=lambda m, why: self.rejects.append(why))
+        self.ingestor.overlap_from = 1  # small batches here: overlap them all
         self.driver = Driver(self.ingestor)
         self.ingestor.start(wake=self._wake)
         self.driver.thread.start()
@@ -231,3 +232,14 @@ def test_the_reconnect_for_what_the_broker_owes_waits_for_every_acknowledgement(
     wait_until(lambda: len(rig.acks) == 4)
     wait_until(lambda: reconnects == [4])
     assert rig.mids() == [1, 2, 3, 6] and rig.ingestor.counters.deferred == 2
+
+
+def test_a_small_batch_from_a_quiet_socket_commits_inline(rig: Rig) -> None:
+    rig.ingestor.overlap_from = 3
+    rig.submit(1, 2)
+    rig.driver.drain()
+    assert rig.mids() == [1, 2] and rig.store.threads == {"network"}
+    rig.submit(3, 4, 5)
+    rig.driver.drain()
+    wait_until(lambda: len(rig.acks) == 5)
+    assert rig.store.threads == {"network", "ingest-commit"}

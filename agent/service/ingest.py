@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 IDLE_FLUSH = 0.001  # a batch gathers this long (at most batch_interval), then commits
 RETRY_MAX = 5.0
 DROP_LOG_EVERY = 10.0  # seconds between two warnings about a full queue
+# a driven batch this large goes to the committer; a smaller one means the socket went quiet,
+# so there is nothing to read meanwhile and it commits inline (the handover, two thread
+# switches and a wake-up, would cost more than it hides and delay the decisions it feeds)
+OVERLAP_FROM = 32
 
 
 @dataclass
@@ -163,6 +167,7 @@ class Ingestor:
         self._committer: Committer | None = None  # driven: commits beside the network thread
         self._committing: tuple[_Batch, Future[int | None]] | None = None  # not finished yet
         self._committing_n = 0  # its messages, for depth() on other threads
+        self.overlap_from = OVERLAP_FROM
 
     # -- called from other threads -----------------------------------------------------------
 
@@ -335,17 +340,13 @@ class Ingestor:
             task.future.set_exception(exc)
 
     def _flush(self, batch: list[Message | _Refused]) -> None:
-        """Process ``batch``, then commit it: inline on a thread of our own; driven, on the
-        committer, once the previous batch is finished (one commit at a time, acknowledged in
-        order; and a commit that keeps failing holds the driver here, so memory stays
-        bounded)."""
+        """Process ``batch``, then commit it once the previous batch is finished (one commit at
+        a time, acknowledged in order; a commit that keeps failing holds the driver here, so
+        memory stays bounded): driven, a large batch on the committer; else inline."""
         done = self._prepare(batch)
-        if self._committer is None:
-            self._finish(done, self._commit(done.rows) if done.rows else 0)
-            return
         self._settle()
-        if not done.rows:  # nothing to commit: acknowledged now, after the batch before it
-            self._finish(done, 0)
+        if self._committer is None or len(batch) < self.overlap_from or not done.rows:
+            self._finish(done, self._commit(done.rows) if done.rows else 0)
             return
         self._committing_n = len(done.messages)
         self._committing = (done, self._committer.submit(done.rows))
