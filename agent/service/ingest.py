@@ -3,17 +3,13 @@
 In the agent the MQTT client's network thread is the ingest thread: it reads messages off
 the socket (``submit`` queues each one, on the same thread) and, once the socket has nothing
 more to read or a batch is full, calls :meth:`Ingestor.drain`, which parses and cleans the
-batch and hands it to a committer thread (:mod:`agent.service.committer`), which commits it in
-one transaction, while the network thread goes back to reading the next batch. Only once the
-commit is done are its messages acknowledged to the broker, in one write, on the network
-thread: when the next batch is ready (which waits for it: one commit at a time), or at once if
-the socket is quiet (the committer wakes the driver). Batches grow with the load (a backlog
-fills them; a quiet stream commits each reading as it comes). Work for the database from other
-threads (retention, the outbox) is queued here too and runs between batches, once the commit
-in flight is done (:meth:`Ingestor.call` wakes the network thread), so the connection is used
-by one thread at a time. Without a driver (``start()`` without ``wake``) the ingestor runs a
-thread of its own, which gathers a millisecond after a message and commits inline (a group
-commit).
+batch, commits it in one transaction and only then acknowledges its messages to the broker,
+in one write. No reading crosses a thread between the socket and the database, and batches
+grow with the load (a backlog fills them; a quiet stream commits each reading as it comes).
+Work for the database from other threads (retention, the outbox) is queued here too and runs
+between batches (:meth:`Ingestor.call` wakes the network thread), so one thread owns the
+connection. Without a driver (``start()`` without ``wake``) the ingestor runs a thread of its
+own, which gathers a millisecond after a message before it commits (a group commit).
 
 The queue is bounded without breaking acknowledge-after-commit. A QoS 1 message is bounded by
 the broker (MQTT 5 Receive Maximum: it sends no more unacknowledged ones than that), so it
@@ -45,7 +41,6 @@ from agent.errors import RejectedReading, StorageError
 from agent.mqtt import Message
 from agent.pipeline.core import Pipeline, Processed
 from agent.pipeline.parse import Reading, excerpt, parse_reading, split_topic
-from agent.service.committer import Committer
 from agent.storage import Store
 
 log = logging.getLogger(__name__)
@@ -53,10 +48,6 @@ log = logging.getLogger(__name__)
 IDLE_FLUSH = 0.001  # a batch gathers this long (at most batch_interval), then commits
 RETRY_MAX = 5.0
 DROP_LOG_EVERY = 10.0  # seconds between two warnings about a full queue
-# a driven batch this large goes to the committer; a smaller one means the socket went quiet,
-# so there is nothing to read meanwhile and it commits inline (the handover, two thread
-# switches and a wake-up, would cost more than it hides and delay the decisions it feeds)
-OVERLAP_FROM = 32
 
 
 @dataclass
@@ -90,15 +81,6 @@ class _Refused(NamedTuple):
 
     msg: Message
     why: RejectedReading
-
-
-class _Batch(NamedTuple):
-    """A batch parsed and processed, on its way to the database and then to the broker."""
-
-    messages: list[Message]
-    rows: list[Processed]
-    rejected: list[tuple[Message, RejectedReading]]
-    seen: list[Arrival] | None
 
 
 @dataclass
@@ -163,11 +145,7 @@ class Ingestor:
         self.counters = Counters()
         self.rows_total = store.count()
         self.last_progress = time.monotonic()
-        self._in_hand = 0  # messages taken off the queue and not yet handed to the committer
-        self._committer: Committer | None = None  # driven: commits beside the network thread
-        self._committing: tuple[_Batch, Future[int | None]] | None = None  # not finished yet
-        self._committing_n = 0  # its messages, for depth() on other threads
-        self.overlap_from = OVERLAP_FROM
+        self._in_hand = 0  # messages taken off the queue and not yet committed
 
     # -- called from other threads -----------------------------------------------------------
 
@@ -228,7 +206,7 @@ class Ingestor:
     def depth(self) -> int:
         """Messages waiting, counting the batch in hand: a batch stuck in a commit (a locked
         database, a full disk) is work waiting, not an idle agent."""
-        return self._queue.qsize() + self._in_hand + self._committing_n
+        return self._queue.qsize() + self._in_hand
 
     def start(self, wake: Callable[[], None] | None = None) -> None:
         """Run a thread of our own; or, given ``wake``, leave :meth:`drain` to the caller's
@@ -238,9 +216,6 @@ class Ingestor:
         else:
             self._wake = wake
             self._gather = 0.0  # the driver drains once the socket is quiet: nothing to wait for
-            # a finished commit wakes the driver, whose drain() then acknowledges it
-            self._committer = Committer(self._commit, wake)
-            self._committer.start()
 
     def stop(self, timeout: float = 8.0) -> None:
         """Finish, commit and acknowledge everything queued so far, then take no more."""
@@ -258,12 +233,8 @@ class Ingestor:
     # -- the ingest thread -------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Finish a batch whose commit is done, then hand everything queued to the committer,
-        in batches, on the calling thread (the driver's); the last batch may still be
-        committing on return. Told to stop, finish it all first."""
+        """Handle everything queued, in batches, on the calling thread (the driver's)."""
         self._owner = threading.get_ident()
-        self._settle(wait=False)
-        self._redeliver_if_owed()
         get = self._queue.get_nowait
         while not self._stopped.is_set():
             try:
@@ -271,9 +242,6 @@ class Ingestor:
             except queue.Empty:
                 return
             if not self._handle(item):
-                self._settle()
-                if self._committer is not None:
-                    self._committer.stop()
                 self._stopped.set()
 
     def _run(self) -> None:
@@ -298,7 +266,11 @@ class Ingestor:
             self._flush(batch)
         finally:
             self._in_hand = 0
-        self._redeliver_if_owed()
+        if self._owed and self._waiting == 0 and self._on_redeliver is not None:
+            self._owed = False  # drained: ask the broker for what it still owes us
+            log.info("ingest queue drained: reconnecting so the broker resends %d messages "
+                     "it sent beyond our receive maximum", self.counters.deferred)
+            self._on_redeliver()
         if pending is _STOP:
             return False
         if isinstance(pending, _Task):
@@ -330,7 +302,6 @@ class Ingestor:
         return item
 
     def _run_task(self, task: _Task) -> None:
-        self._settle()  # the task may use the store: not while a commit is in flight
         self.last_progress = time.monotonic()  # a long task (retention) is progress too
         if not task.future.set_running_or_notify_cancel():
             return
@@ -340,18 +311,6 @@ class Ingestor:
             task.future.set_exception(exc)
 
     def _flush(self, batch: list[Message | _Refused]) -> None:
-        """Process ``batch``, then commit it once the previous batch is finished (one commit at
-        a time, acknowledged in order; a commit that keeps failing holds the driver here, so
-        memory stays bounded): driven, a large batch on the committer; else inline."""
-        done = self._prepare(batch)
-        self._settle()
-        if self._committer is None or len(batch) < self.overlap_from or not done.rows:
-            self._finish(done, self._commit(done.rows) if done.rows else 0)
-            return
-        self._committing_n = len(done.messages)
-        self._committing = (done, self._committer.submit(done.rows))
-
-    def _prepare(self, batch: list[Message | _Refused]) -> _Batch:
         rows: list[Processed] = []
         rejected: list[tuple[Message, RejectedReading]] = []
         seen: list[Arrival] | None = [] if self._observe is not None else None
@@ -372,58 +331,23 @@ class Ingestor:
                 c.outliers += processed.outlier
             else:
                 c.suppressed += 1
-        return _Batch(messages, rows, rejected, seen)
-
-    def _settle(self, wait: bool = True) -> None:
-        """Finish the batch in flight once its commit is done (at once if ``wait`` is False
-        and it is not done yet). Cleared before its hooks run: a task one of them calls on
-        this thread runs at once."""
-        committing = self._committing
-        if committing is None or (not wait and not committing[1].done()):
-            return
-        self._committing = None
-        done, future = committing
-        try:
-            inserted = future.result()
-        finally:
-            self._committing_n = 0
-        self._finish(done, inserted)
-
-    def _finish(self, done: _Batch, inserted: int | None) -> None:
-        """After the commit (``inserted`` rows new; None: not committed, so not acknowledged,
-        and the broker will redeliver): acknowledge, count, run the hooks, report rejections."""
-        if inserted is None:
-            return
-        c = self.counters
-        c.stored += inserted
-        c.duplicates += len(done.rows) - inserted
-        self.rows_total += inserted
+        if rows and not self._write(rows):
+            return  # not committed, so not acknowledged: the broker will redeliver
         if self._ack_all is not None:
-            self._ack_all(done.messages)
+            self._ack_all(messages)
         else:
-            for msg in done.messages:
+            for msg in messages:
                 self._ack(msg)
-        if done.rows and self._on_stored is not None:
-            self._on_stored(done.rows)
+        if rows and self._on_stored is not None:
+            self._on_stored(rows)
         c.batches += 1
         self.last_progress = time.monotonic()
-        if done.seen and self._observe is not None:
-            self._observe(done.seen)
-        for msg, why in done.rejected:
+        if seen and self._observe is not None:
+            self._observe(seen)
+        for msg, why in rejected:
             c.rejected += 1
             c.rejected_by_reason[why.kind] = c.rejected_by_reason.get(why.kind, 0) + 1
             self._on_reject(msg, str(why))
-
-    def _redeliver_if_owed(self) -> None:
-        """Once all we held is committed and acknowledged, ask the broker for what it still
-        owes us (a reconnect now would drop the acknowledgements still to come)."""
-        if not self._owed or self._waiting or self._committing is not None:
-            return
-        if self._on_redeliver is not None:
-            self._owed = False
-            log.info("ingest queue drained: reconnecting so the broker resends %d messages "
-                     "it sent beyond our receive maximum", self.counters.deferred)
-            self._on_redeliver()
 
     def _process(
         self,
@@ -468,18 +392,20 @@ class Ingestor:
             return  # no series at all
         seen.append(Arrival(device, quantity, msg.recv_ts, None, None))
 
-    def _commit(self, rows: list[Processed]) -> int | None:
-        """Write ``rows`` in one transaction, retrying until it works: the rows that were new,
-        or None if told to stop meanwhile. Touches nothing but the store (on the committer,
-        the network thread counts and acknowledges)."""
+    def _write(self, rows: list[Processed]) -> bool:
         delay = 0.1
         while True:
             try:
-                return self.store.write(rows)
+                inserted = self.store.write(rows)
+                break
             except StorageError as exc:
                 if self._stopping.is_set():
                     log.error("%s; stopping without acknowledging the batch", exc)
-                    return None
+                    return False
                 log.error("%s; retrying in %.1fs (nothing is acknowledged meanwhile)", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+        self.counters.stored += inserted
+        self.counters.duplicates += len(rows) - inserted
+        self.rows_total += inserted
+        return True
