@@ -413,6 +413,11 @@ class MqttClient:
         now = time.time()
         for p in taken:
             self._deliver(p.topic, p.payload, p.qos, p.mid, now)
+        if not self._manual_ack:  # what paho does for the messages it reads: acknowledge each
+            mids = [p.mid for p in taken if p.qos == 1]  # once delivered, in one write here
+            if mids:
+                packet = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
+                client._packet_queue(PUBACK, packet, 0, 0)
         return True
 
 
