@@ -31,3 +31,8 @@ class StorageError(AgentError):
 
 class BrokerError(AgentError):
     """The MQTT broker could not be reached or refused us."""
+
+
+class NeedsModel(AgentError):
+    """Not a failure: a decision asked to use rules only met a policy whose engine is the
+    model's now (its gate passed meanwhile); the caller hands it to a thread that may wait."""

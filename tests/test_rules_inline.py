@@ -14,6 +14,7 @@ import yaml
 
 from agent.broker import Mosquitto
 from agent.config import load_config, read_yaml
+from agent.errors import NeedsModel
 from agent.policy.signing import load_key, verify
 from agent.service.runtime import Agent
 from tests.conftest import Collector, agent_config, wait_for
@@ -50,9 +51,9 @@ def test_a_rules_crossing_needs_neither_the_scheduler_nor_another_thread(
     decide_run = agent.decisions.run if agent.decisions is not None else None
     assert decide_run is not None
 
-    def spy(name: str, trigger: str = "schedule") -> object:
+    def spy(name: str, trigger: str = "schedule", **kw: bool) -> object:
         threads.append(threading.current_thread().name)
-        return decide_run(name, trigger)
+        return decide_run(name, trigger, **kw)
 
     agent.decisions.run = spy  # type: ignore[union-attr,method-assign]
     seq = int(time.time())
@@ -64,3 +65,29 @@ def test_a_rules_crossing_needs_neither_the_scheduler_nor_another_thread(
     command = watch.on(SET)[0]
     assert command["action"] == "cool" and verify(command, load_key(tmp_path / "command.key"))
     assert threads and set(threads) == {agent.mqtt._thread.name}
+
+
+def test_rules_only_never_calls_the_model_engine_that_took_over_meanwhile(
+    agent: Agent, broker: Mosquitto, collector_factory: Callable[..., Collector],
+) -> None:
+    """The network thread looks at the engine before it decides; if the gate lets the model's
+    engine take over in between, the decision must not wait for the model on that thread."""
+    pub = collector_factory(broker.port)
+    pub.publish(TEMPERATURE, json.dumps({"value": 27.5, "seq": int(time.time())}))
+    wait_for(lambda: agent.ingestor.rows_total >= 1, 10, "a reading stored")
+    decisions = agent.decisions
+    assert decisions is not None
+    st = decisions.states["climate"]
+    asked: list[object] = []
+
+    class TookOver:  # stands for the embed engine, which would call the model
+        name = "embed"
+
+        def decide(self, situation: object) -> object:
+            asked.append(situation)
+            raise AssertionError("the model was called on the network thread")
+
+    st.engine = TookOver()  # type: ignore[assignment]
+    with pytest.raises(NeedsModel):
+        decisions.run("climate", "crossing", rules_only=True)
+    assert not asked

@@ -497,7 +497,7 @@ class MqttClient:
         At once, not after ``reconnect.min_delay`` (a second at least): the broker is up and
         has a backlog for us. The backoff still doubles from there if it is not, and the
         configured delays are back once connected."""
-        if self.connected:
+        if self._client.is_connected():  # from the CONNACK on: the SUBACK may still be coming
             self._redelivering = True
             self._drop_connection()
 

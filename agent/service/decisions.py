@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from agent.config import Config, PolicyConfig
-from agent.errors import AgentError
+from agent.errors import AgentError, NeedsModel
 from agent.inference.worker import InferenceWorker
 from agent.peers.aggregate import GroupDecision
 from agent.pipeline.core import Pipeline
@@ -174,7 +174,11 @@ class DecisionService:
                 return st.policy.name
         return None
 
-    def run(self, name: str, trigger: str = "schedule") -> dict[str, Any] | None:
+    def run(
+        self, name: str, trigger: str = "schedule", *, rules_only: bool = False
+    ) -> dict[str, Any] | None:
+        """Decide for policy ``name`` now; with ``rules_only``, raise :class:`NeedsModel` rather
+        than call the model (the caller's thread must not wait for it)."""
         st = self.states.get(name)
         if st is None:
             return None
@@ -186,6 +190,8 @@ class DecisionService:
             return None
         with st.lock:
             engine = st.engine
+            if rules_only and engine is not st.rules:  # the gate passed since the caller looked
+                raise NeedsModel(name)
             try:
                 answer = engine.decide(situation)
             except AgentError as exc:

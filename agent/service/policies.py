@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
-from agent.errors import AgentError
+from agent.errors import AgentError, NeedsModel
 from agent.inference.trial import tried_model
 
 if TYPE_CHECKING:
@@ -201,16 +201,19 @@ def model_unusable(agent: Agent, reason: str) -> None:
     agent.report_error(agent.topic_status, f"model unusable: {reason}")
 
 
-def decide(agent: Agent, name: str, trigger: str) -> None:
-    """One policy's decision now (a scheduled run or a band crossing), timed for metrics."""
+def decide(agent: Agent, name: str, trigger: str, *, rules_only: bool = False) -> None:
+    """One policy's decision now (a scheduled run or a band crossing), timed for metrics;
+    ``rules_only``: see ``DecisionService.run``."""
     if agent.decisions is None or agent.stopping:
         return
     started = time.monotonic()
     try:
-        agent.decisions.run(name, trigger)
+        agent.decisions.run(name, trigger, rules_only=rules_only)
         if agent.metrics is not None:
             engine = agent.decisions.states[name].engine.name
             agent.metrics.observe_decision(name, engine, time.monotonic() - started)
+    except NeedsModel:
+        raise
     except AgentError as exc:
         log.error("policy %s: %s", name, exc)
 

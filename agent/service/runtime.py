@@ -16,7 +16,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.config import Config
-from agent.errors import AgentError
+from agent.errors import AgentError, NeedsModel
 from agent.inference import store as model_store
 from agent.inference.locate import ModelFile, locate
 from agent.mqtt import Message, MqttClient, Will
@@ -373,12 +373,16 @@ class Agent:
                 # the command is on the wire before the next batch is read, with no thread to
                 # wake on the way (the outbox row is written inline on this same thread)
                 try:
-                    decide(self, name, "crossing")
+                    decide(self, name, "crossing", rules_only=True)
+                    continue
+                except NeedsModel:
+                    pass  # its gate passed just now: the model decides, on the scheduler's side
                 except Exception:  # a bug in one decision must not stop ingestion
                     log.exception("policy %s: the decision on a band crossing failed", name)
-            else:  # the model's engines take longer: on the scheduler's threads
-                self.scheduler.add_job(decide, args=[self, name, "crossing"],
-                                       id=f"crossing-{name}", replace_existing=True)
+                    continue
+            # the model's engines take longer: on the scheduler's threads
+            self.scheduler.add_job(decide, args=[self, name, "crossing"],
+                                   id=f"crossing-{name}", replace_existing=True)
 
     def _handle_state(self, msg: Message) -> None:
         assert self.decisions is not None
