@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent.broker import Mosquitto
-from agent.config import load_config, read_yaml
+from agent.config import load_config
 from agent.errors import NeedsModel
 from agent.policy.signing import load_key, verify
 from agent.service.runtime import Agent
@@ -28,11 +27,8 @@ SET = "edge/actuators/livingroom-hvac/hvac/set"
 @pytest.fixture
 def agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Agent]:
     path = agent_config(tmp_path, broker.port, policies=True, policy__every="1h",
-                        policy__engine="rules")
-    data = read_yaml(path.read_text())
-    data["policies"][0].pop("peers", None)
-    data["model"]["path"] = str(tmp_path / "no-model.gguf")  # rules only: no model to load
-    path.write_text(yaml.safe_dump(data))
+                        policy__engine="rules", policy__peers=None,
+                        model__path=str(tmp_path / "no-model.gguf"))  # rules only: no model
     running = Agent(load_config(path))
     running.start()
     assert running.mqtt.wait_connected(20)

@@ -53,11 +53,14 @@ class EngineRun:
 
 
 def wait_ready(watch: Watcher, proc: AgentProcess, name: str, engine: str) -> str:
-    """Wait until the policy's engine is settled; the engine it runs on."""
+    """Wait until the policy's engine is settled and the model loaded (its load and trial are
+    start-up work, not the cost of the readings timed next); the engine it runs on."""
 
     def settled() -> bool:
         st = watch.status.get("policies", {}).get(name)
         if watch.status.get("state") != "online" or st is None:
+            return False
+        if watch.status.get("model_state") == "loading":
             return False
         return engine == "rules" or st.get("engine") == engine or st.get("state") not in (
             None, "pending", "preparing")
