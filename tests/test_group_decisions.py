@@ -89,7 +89,7 @@ def test_a_group_of_four_decides_once_per_window_and_survives_its_leader(
         wait_for(lambda: len(watch.on(DECISIONS)) >= 3, timeout=60, what="three group decisions")
         first = watch.on(DECISIONS)
         assert all(d["leader"] == "a1" and d["action"] == "cool" and d["method"] == "mean"
-                   for d in first)
+                   for d in first), [(d["leader"], d["action"], d["method"]) for d in first]
         check_mean(watch, first[-1])
         assert lossy.lost  # a2 has seen none of them
 

@@ -3,7 +3,6 @@ and owns their lifecycle: start, run under systemd, stop."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -233,11 +232,6 @@ class Agent:
                 systemd.ready(
                     f"connected to {self.config.mqtt.host}:{self.config.mqtt.port}, {model}"
                 )
-                # what start-up built (modules, configuration, tables) lives as long as the
-                # agent: out of the collector's sight, a full collection no longer walks it
-                # (13-20 ms here, stopping every thread: a reading's whole budget to command)
-                gc.collect()
-                gc.freeze()
                 dog = Watchdog.from_env(
                     {
                         "ingest": progressing(
