@@ -414,12 +414,8 @@ class MqttClient:
         for p in taken:
             self._deliver(p.topic, p.payload, p.qos, p.mid, now)
         if not self._manual_ack:  # what paho does for the messages it reads: acknowledge each
-            mids = [p.mid for p in taken if p.qos == 1]  # once delivered, in one write here
-            if mids:
-                packet = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
-                client._packet_queue(PUBACK, packet, 0, 0)
+            self._queue_pubacks([p.mid for p in taken if p.qos == 1])  # once delivered
         return True
-
 
     def _drained(self) -> None:
         self._read = 0
@@ -458,10 +454,15 @@ class MqttClient:
             return
         with self._count:
             self._unacked -= len(mids)
-        # a PUBACK with reason "success" and no properties is the same 4 bytes in MQTT 3.1.1
-        # and 5 (what paho's own ack() sends); paho writes a queued buffer as it is
-        packet = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
-        self._client._packet_queue(PUBACK, packet, 0, 0)
+        self._queue_pubacks(mids)
+
+    def _queue_pubacks(self, mids: Sequence[int]) -> None:
+        """PUBACKs for ``mids``, queued as one buffer (one send). A PUBACK with reason
+        "success" and no properties is the same 4 bytes in MQTT 3.1.1 and 5 (what paho's own
+        ack() sends); paho writes a queued buffer as it is."""
+        if mids:
+            packet = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
+            self._client._packet_queue(PUBACK, packet, 0, 0)
 
     def probe(self, timeout: float) -> bool:
         """Send a probe, or judge the last one: False if it did not come back within

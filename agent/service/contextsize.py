@@ -33,7 +33,9 @@ def run_context(config: Config, model: Path) -> int:
         longest = count_tokens(model, texts)
     except AgentError as exc:
         log.warning("%s; model context stays %d", exc, config.model.context)
-        return config.model.context
-    needed = longest + MAX_TEXT + TEMPLATE + REPLY
-    sized = max(FLOOR, -(-needed // STEP) * STEP)
-    return min(config.model.context, sized)
+        context = config.model.context
+    else:
+        needed = longest + MAX_TEXT + TEMPLATE + REPLY
+        context = min(config.model.context, max(FLOOR, -(-needed // STEP) * STEP))
+    log.info("model context: %d tokens (model.context %d)", context, config.model.context)
+    return context

@@ -45,7 +45,6 @@ def install_model(agent: Agent, path: Path, manifest: Manifest) -> None:
     threads = pick_threads(cfg.threads)
     # sized as at start, by the new model's own tokens (it may split text differently)
     context = run_context(agent.config, path)
-    log.info("model context: %d tokens (model.context %d)", context, cfg.context)
     worker = InferenceWorker(tried_model(ModelFile(path, manifest.sha256), threads, context))
 
     def trial(p: Path) -> None:  # the trial is the new worker's own load: one load, not two

@@ -41,7 +41,6 @@ def build_decisions(agent: Agent) -> None:
     model = agent.model
     if model is not None:  # for embed/llm engines and for intents
         context = run_context(cfg, model.path)
-        log.info("model context: %d tokens (model.context %d)", context, cfg.model.context)
         agent.worker = InferenceWorker(
             tried_model(model, pick_threads(cfg.model.threads), context)
         )
